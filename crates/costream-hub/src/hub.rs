@@ -1,0 +1,233 @@
+//! The registry of live streams.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use thiserror::Error;
+use tokio::sync::{broadcast, Notify};
+
+use crate::key::StreamKey;
+use crate::publisher::Publisher;
+use crate::stats::Protocol;
+use crate::stream::{Slot, Stream};
+use crate::subscriber::Subscriber;
+
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Frames the broadcast ring of a stream holds; bounds memory per stream
+    /// whatever the number of viewers.
+    pub ring_frames: usize,
+    /// A viewer further than this behind the live edge skips to the next
+    /// keyframe (half of it: non-reference frames are dropped first).
+    pub max_viewer_lag: Duration,
+    /// How long a stream waits for a publisher that dropped to come back.
+    pub reconnect_grace: Duration,
+    /// GOP cache bound: a GOP longer than this is not cached (viewers then
+    /// wait for the next keyframe instead of getting a huge burst).
+    pub max_gop_frames: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            ring_frames: 1024,
+            max_viewer_lag: Duration::from_secs(3),
+            reconnect_grace: Duration::from_secs(5),
+            max_gop_frames: 2048,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HubEvent {
+    StreamStarted(StreamKey),
+    /// A publisher came back within the grace period.
+    StreamResumed(StreamKey),
+    StreamEnded(StreamKey),
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PublishError {
+    #[error("stream {0} is already being published")]
+    AlreadyPublishing(StreamKey),
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SubscribeError {
+    #[error("stream {0} is not live")]
+    NotFound(StreamKey),
+}
+
+/// Cheap to clone; all clones share one registry.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: HubConfig,
+    streams: Mutex<HashMap<StreamKey, Arc<Stream>>>,
+    next_id: AtomicU64,
+    events: broadcast::Sender<HubEvent>,
+}
+
+impl Hub {
+    pub fn new(config: HubConfig) -> Hub {
+        let (events, _) = broadcast::channel(1024);
+        Hub {
+            inner: Arc::new(Inner {
+                config,
+                streams: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(1),
+                events,
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// Stream lifecycle events. A receiver that lags should re-read [`Hub::streams`].
+    pub fn events(&self) -> broadcast::Receiver<HubEvent> {
+        self.inner.events.subscribe()
+    }
+
+    pub fn streams(&self) -> Vec<Arc<Stream>> {
+        let mut v: Vec<_> = self.inner.streams.lock().values().cloned().collect();
+        v.sort_by(|a, b| a.key().cmp(b.key()));
+        v
+    }
+
+    pub fn stream(&self, key: &StreamKey) -> Option<Arc<Stream>> {
+        self.inner.streams.lock().get(key).cloned()
+    }
+
+    /// Takes the publisher slot of `key`: creates the stream, or resumes one
+    /// whose publisher dropped less than the grace period ago.
+    pub fn publish(&self, key: StreamKey, protocol: Protocol) -> Result<Publisher, PublishError> {
+        let id = self.inner.next_id.fetch_add(1, Relaxed);
+        let kick = Arc::new(Notify::new());
+        let live = Slot::Live {
+            id,
+            protocol,
+            since: Instant::now(),
+            kick: kick.clone(),
+        };
+        let mut streams = self.inner.streams.lock();
+        if let Some(stream) = streams.get(&key) {
+            let mut st = stream.state.lock();
+            match st.slot {
+                Slot::Waiting { since, .. } => {
+                    st.rebase_gap = Some(since.elapsed().as_millis() as i64);
+                    st.slot = live;
+                    st.publishers += 1;
+                    drop(st);
+                    let _ = self.inner.events.send(HubEvent::StreamResumed(key.clone()));
+                    tracing::info!(stream = %key, "publisher resumed");
+                    return Ok(Publisher::new(self.clone(), stream.clone(), id, kick));
+                }
+                _ => return Err(PublishError::AlreadyPublishing(key)),
+            }
+        }
+        let stream = Arc::new(Stream::new(key.clone(), self.inner.config.ring_frames));
+        {
+            let mut st = stream.state.lock();
+            st.slot = live;
+            st.publishers = 1;
+        }
+        streams.insert(key.clone(), stream.clone());
+        drop(streams);
+        let _ = self.inner.events.send(HubEvent::StreamStarted(key.clone()));
+        tracing::info!(stream = %key, protocol = protocol.name(), "stream started");
+        Ok(Publisher::new(self.clone(), stream, id, kick))
+    }
+
+    /// Starts a viewer on `key`: its first frames are the codec configs and
+    /// the cached GOP, so it can decode at once.
+    pub fn subscribe(
+        &self,
+        key: &StreamKey,
+        protocol: Protocol,
+    ) -> Result<Subscriber, SubscribeError> {
+        let stream = self
+            .stream(key)
+            .ok_or_else(|| SubscribeError::NotFound(key.clone()))?;
+        Subscriber::new(stream, protocol, self.inner.config.max_viewer_lag)
+            .ok_or_else(|| SubscribeError::NotFound(key.clone()))
+    }
+
+    /// Kicks the publisher of `key` and ends the stream at once (no grace
+    /// period). Returns false when there is no such stream.
+    pub fn kick(&self, key: &StreamKey) -> bool {
+        let Some(stream) = self.stream(key) else {
+            return false;
+        };
+        stream.notify_kick();
+        self.end(&stream, None);
+        true
+    }
+
+    /// Ends a stream at once (kick, or its publisher said goodbye).
+    pub(crate) fn end(&self, stream: &Arc<Stream>, publisher_id: Option<u64>) {
+        let mut streams = self.inner.streams.lock();
+        let mut st = stream.state.lock();
+        let owner = match st.slot {
+            Slot::Live { id, .. } | Slot::Waiting { id, .. } => Some(id),
+            Slot::Ended => return,
+        };
+        if publisher_id.is_some() && publisher_id != owner {
+            return;
+        }
+        st.slot = Slot::Ended;
+        st.tx = None;
+        drop(st);
+        if streams
+            .get(stream.key())
+            .is_some_and(|s| Arc::ptr_eq(s, stream))
+        {
+            streams.remove(stream.key());
+        }
+        drop(streams);
+        let _ = self
+            .inner
+            .events
+            .send(HubEvent::StreamEnded(stream.key().clone()));
+        tracing::info!(stream = %stream.key(), "stream ended");
+    }
+
+    /// The publisher `id` vanished: keep the stream for the grace period.
+    pub(crate) fn publisher_lost(&self, stream: &Arc<Stream>, id: u64) {
+        {
+            let mut st = stream.state.lock();
+            match st.slot {
+                Slot::Live { id: live, .. } if live == id => {}
+                _ => return,
+            }
+            st.slot = Slot::Waiting {
+                id,
+                since: Instant::now(),
+            };
+        }
+        let grace = self.inner.config.reconnect_grace;
+        tracing::info!(stream = %stream.key(), "publisher lost, waiting {grace:?} for it to come back");
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) if !grace.is_zero() => {
+                let hub = self.clone();
+                let stream = stream.clone();
+                rt.spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    let still_waiting =
+                        matches!(stream.state.lock().slot, Slot::Waiting { id: w, .. } if w == id);
+                    if still_waiting {
+                        hub.end(&stream, Some(id));
+                    }
+                });
+            }
+            _ => self.end(stream, Some(id)),
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! The costream hub: a registry of live streams keyed by `app/stream`. Every
+//! stream is protocol-neutral (codec configuration + timestamped frames); a
+//! publisher of any protocol pushes frames in, viewers of any protocol take
+//! them out through bounded queues. The last GOP is kept so a new viewer starts
+//! on a keyframe at once ("instant open").
+
+pub mod aac;
+pub mod avc;
+pub mod frame;
+mod hub;
+mod info;
+mod key;
+mod publisher;
+mod stats;
+mod stream;
+mod subscriber;
+
+pub use frame::{AudioCodec, Frame, FrameKind, MuxFormat, VideoCodec};
+pub use hub::{Hub, HubConfig, HubEvent, PublishError, SubscribeError};
+pub use info::{AudioInfo, StreamInfo, VideoInfo};
+pub use key::{KeyError, StreamKey};
+pub use publisher::{NotPublishing, Publisher};
+pub use stats::{Protocol, StreamStats};
+pub use stream::{Stream, StreamSnapshot};
+pub use subscriber::{Subscriber, TryRecv};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,163 @@
+//! One live stream: its publisher slot, codec configs, GOP cache and the
+//! broadcast ring its viewers read from.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use parking_lot::Mutex;
+use tokio::sync::{broadcast, Notify};
+
+use crate::frame::{Frame, FrameKind};
+use crate::info::{RateMeter, StreamInfo};
+use crate::key::StreamKey;
+use crate::stats::{Protocol, StreamStats};
+
+pub struct Stream {
+    key: StreamKey,
+    started: Instant,
+    started_wall: SystemTime,
+    pub(crate) state: Mutex<State>,
+    pub stats: StreamStats,
+}
+
+#[derive(Debug)]
+pub(crate) enum Slot {
+    Live {
+        id: u64,
+        protocol: Protocol,
+        since: Instant,
+        kick: Arc<Notify>,
+    },
+    /// The publisher dropped without saying goodbye; it may come back until
+    /// the grace period ends.
+    Waiting {
+        id: u64,
+        since: Instant,
+    },
+    Ended,
+}
+
+pub(crate) struct State {
+    /// `None` once the stream ended: receivers then drain and see `Closed`.
+    pub(crate) tx: Option<broadcast::Sender<Arc<Frame>>>,
+    pub(crate) slot: Slot,
+    pub(crate) video_config: Option<Arc<Frame>>,
+    pub(crate) audio_config: Option<Arc<Frame>>,
+    /// Frames since the last keyframe (or, for audio-only streams, the last
+    /// few audio frames): what a new viewer gets first.
+    pub(crate) gop: VecDeque<Arc<Frame>>,
+    pub(crate) info: StreamInfo,
+    pub(crate) rate: RateMeter,
+    /// Added to the publisher's timestamps so the stream's clock never goes
+    /// back, even across publisher reconnects.
+    pub(crate) ts_offset: i64,
+    pub(crate) last_dts: Option<i64>,
+    /// Set when a publisher resumes: the next frame re-bases the clock, with
+    /// the wall-clock gap (ms) the stream was silent.
+    pub(crate) rebase_gap: Option<i64>,
+    pub(crate) publishers: u64,
+}
+
+/// A read-only view of a stream for the API.
+#[derive(Debug, Clone)]
+pub struct StreamSnapshot {
+    pub key: StreamKey,
+    pub info: StreamInfo,
+    /// Protocol of the current publisher; `None` while waiting for it to come back.
+    pub publisher: Option<Protocol>,
+    pub uptime_secs: f64,
+    pub started_at: SystemTime,
+    /// How many publisher sessions fed this stream (1 + reconnects).
+    pub publisher_sessions: u64,
+    /// Seconds the current publisher session has been live.
+    pub publisher_uptime_secs: Option<f64>,
+}
+
+impl Stream {
+    pub(crate) fn new(key: StreamKey, capacity: usize) -> Stream {
+        let (tx, _) = broadcast::channel(capacity);
+        Stream {
+            key,
+            started: Instant::now(),
+            started_wall: SystemTime::now(),
+            state: Mutex::new(State {
+                tx: Some(tx),
+                slot: Slot::Ended,
+                video_config: None,
+                audio_config: None,
+                gop: VecDeque::new(),
+                info: StreamInfo::default(),
+                rate: RateMeter::new(),
+                ts_offset: 0,
+                last_dts: None,
+                rebase_gap: None,
+                publishers: 0,
+            }),
+            stats: StreamStats::default(),
+        }
+    }
+
+    pub fn key(&self) -> &StreamKey {
+        &self.key
+    }
+
+    pub fn snapshot(&self) -> StreamSnapshot {
+        let st = self.state.lock();
+        StreamSnapshot {
+            key: self.key.clone(),
+            info: st.info.clone(),
+            publisher: match &st.slot {
+                Slot::Live { protocol, .. } => Some(*protocol),
+                _ => None,
+            },
+            uptime_secs: self.started.elapsed().as_secs_f64(),
+            started_at: self.started_wall,
+            publisher_sessions: st.publishers,
+            publisher_uptime_secs: match &st.slot {
+                Slot::Live { since, .. } => Some(since.elapsed().as_secs_f64()),
+                _ => None,
+            },
+        }
+    }
+
+    pub fn info(&self) -> StreamInfo {
+        self.state.lock().info.clone()
+    }
+
+    /// Wakes the current publisher's [`crate::Publisher::kicked`].
+    pub(crate) fn notify_kick(&self) -> bool {
+        match &self.state.lock().slot {
+            Slot::Live { kick, .. } => {
+                kick.notify_one();
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl State {
+    /// Applies the stream clock to a publisher frame, keeping dts monotonic.
+    pub(crate) fn retime(&mut self, mut frame: Frame) -> Frame {
+        if let Some(gap) = self.rebase_gap.take() {
+            if let Some(last) = self.last_dts {
+                self.ts_offset = last + gap.max(1) - frame.dts;
+            }
+        } else if let Some(last) = self.last_dts {
+            // A publisher whose clock jumps back more than a second (encoder
+            // restart) is re-based instead of sending players back in time.
+            if frame.dts + self.ts_offset < last - 1000 {
+                self.ts_offset = last + 1 - frame.dts;
+            }
+        }
+        if self.ts_offset != 0 {
+            frame.dts += self.ts_offset;
+            frame.pts += self.ts_offset;
+        }
+        if frame.kind != FrameKind::VideoConfig && frame.kind != FrameKind::AudioConfig {
+            self.last_dts = Some(self.last_dts.map_or(frame.dts, |l| l.max(frame.dts)));
+        }
+        frame
+    }
+}

@@ -1,0 +1,174 @@
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::*;
+
+fn key() -> StreamKey {
+    StreamKey::parse("live/test").unwrap()
+}
+
+fn video(dts: i64, keyframe: bool) -> Frame {
+    // One IDR (type 5) or non-IDR reference slice (type 1, nal_ref_idc 2).
+    let nal: &[u8] = if keyframe {
+        &[0, 0, 0, 2, 0x65, 0]
+    } else {
+        &[0, 0, 0, 2, 0x41, 0]
+    };
+    Frame::video(dts, dts, keyframe, Bytes::from_static(nal))
+}
+
+fn config() -> Frame {
+    Frame::new(
+        FrameKind::VideoConfig,
+        0,
+        0,
+        Bytes::from_static(&[1, 0x42, 0, 0x1e, 0xff, 0xe0, 0]),
+    )
+}
+
+fn hub(grace_ms: u64) -> Hub {
+    Hub::new(HubConfig {
+        ring_frames: 64,
+        max_viewer_lag: Duration::from_millis(1000),
+        reconnect_grace: Duration::from_millis(grace_ms),
+        max_gop_frames: 100,
+    })
+}
+
+#[tokio::test]
+async fn late_viewer_starts_on_cached_keyframe() {
+    let hub = hub(0);
+    let p = hub.publish(key(), Protocol::Rtmp).unwrap();
+    p.push(config()).unwrap();
+    for i in 0..10 {
+        p.push(video(i * 40, i % 5 == 0)).unwrap();
+    }
+    let mut s = hub.subscribe(&key(), Protocol::Flv).unwrap();
+    let first = s.recv().await.unwrap();
+    assert_eq!(first.kind, FrameKind::VideoConfig);
+    let kf = s.recv().await.unwrap();
+    assert!(kf.keyframe);
+    assert_eq!(kf.dts, 200, "starts on the last keyframe, not the first");
+    for want in [240, 280, 320, 360] {
+        assert_eq!(s.recv().await.unwrap().dts, want);
+    }
+    p.push(video(400, false)).unwrap();
+    assert_eq!(s.recv().await.unwrap().dts, 400);
+    assert_eq!(hub.stream(&key()).unwrap().stats.viewers(Protocol::Flv), 1);
+    drop(s);
+    assert_eq!(hub.stream(&key()).unwrap().stats.viewers(Protocol::Flv), 0);
+}
+
+#[tokio::test]
+async fn second_publisher_is_refused_and_end_closes_viewers() {
+    let hub = hub(0);
+    let p = hub.publish(key(), Protocol::Rtmp).unwrap();
+    assert_eq!(
+        hub.publish(key(), Protocol::Rtmp).err(),
+        Some(PublishError::AlreadyPublishing(key()))
+    );
+    p.push(video(0, true)).unwrap();
+    let mut s = hub.subscribe(&key(), Protocol::Rtmp).unwrap();
+    p.end();
+    assert!(s.recv().await.unwrap().keyframe);
+    assert!(s.recv().await.is_none());
+    assert!(hub.stream(&key()).is_none());
+    assert!(matches!(
+        hub.subscribe(&key(), Protocol::Flv),
+        Err(SubscribeError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn slow_viewer_skips_to_next_keyframe_without_touching_others() {
+    let hub = hub(0);
+    let p = hub.publish(key(), Protocol::Rtmp).unwrap();
+    p.push(config()).unwrap();
+    p.push(video(0, true)).unwrap();
+    let mut slow = hub.subscribe(&key(), Protocol::Flv).unwrap();
+    let mut fast = hub.subscribe(&key(), Protocol::Flv).unwrap();
+    assert_eq!(fast.recv().await.unwrap().kind, FrameKind::VideoConfig);
+    // 200 frames overflow the 64-frame ring for the viewer that reads nothing.
+    for i in 1..200 {
+        p.push(video(i * 40, i % 50 == 0)).unwrap();
+        p.push(Frame::audio(i * 40, Bytes::from_static(b"aac")))
+            .unwrap();
+        while let TryRecv::Frame(_) = fast.try_recv() {}
+    }
+    assert_eq!(fast.dropped(), 0);
+    p.push(video(200 * 40, true)).unwrap();
+    assert_eq!(slow.recv().await.unwrap().kind, FrameKind::VideoConfig);
+    assert_eq!(slow.recv().await.unwrap().dts, 0, "the cached keyframe");
+    // The slow viewer resumes on a keyframe, and audio does not run ahead.
+    let f = slow.recv().await.unwrap();
+    assert!(f.keyframe, "first frame after lagging is a keyframe: {f:?}");
+    assert!(slow.dropped() > 0);
+    assert_eq!(slow.skips(), 1);
+    assert_eq!(f.dts, 200 * 40);
+}
+
+#[tokio::test]
+async fn lag_behind_live_edge_drops_to_keyframe() {
+    let hub = hub(0);
+    let p = hub.publish(key(), Protocol::Rtmp).unwrap();
+    p.push(config()).unwrap();
+    let mut s = hub.subscribe(&key(), Protocol::Flv).unwrap();
+    // 2 s of video lands before the viewer reads: with max lag 1 s, the
+    // viewer is moved to the keyframe at 1600 ms.
+    for i in 0..50 {
+        p.push(video(i * 40, i % 40 == 0)).unwrap();
+    }
+    let _cfg = s.recv().await.unwrap();
+    let first = s.recv().await.unwrap();
+    assert!(first.keyframe);
+    assert_eq!(first.dts, 1600);
+}
+
+#[tokio::test]
+async fn publisher_resumes_within_grace_with_monotonic_clock() {
+    let hub = hub(2000);
+    let p = hub.publish(key(), Protocol::Rtmp).unwrap();
+    p.push(config()).unwrap();
+    p.push(video(5000, true)).unwrap();
+    let mut s = hub.subscribe(&key(), Protocol::Flv).unwrap();
+    s.recv().await.unwrap();
+    assert_eq!(s.recv().await.unwrap().dts, 5000);
+    drop(p); // network drop: no end()
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(hub.stream(&key()).is_some(), "stream kept during grace");
+    let p2 = hub.publish(key(), Protocol::Rtmp).unwrap();
+    p2.push(config()).unwrap();
+    p2.push(video(0, true)).unwrap();
+    let cfg = s.recv().await.unwrap();
+    assert_eq!(cfg.kind, FrameKind::VideoConfig);
+    let kf = s.recv().await.unwrap();
+    assert!(kf.dts > 5000 && kf.dts < 7000, "re-based dts {}", kf.dts);
+    assert_eq!(hub.stream(&key()).unwrap().snapshot().publisher_sessions, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stream_ends_after_grace() {
+    let hub = hub(5000);
+    let mut events = hub.events();
+    let p = hub.publish(key(), Protocol::Rtmp).unwrap();
+    let mut s = hub.subscribe(&key(), Protocol::Flv).unwrap();
+    drop(p);
+    assert!(s.recv().await.is_none());
+    assert!(hub.stream(&key()).is_none());
+    assert_eq!(events.recv().await.unwrap(), HubEvent::StreamStarted(key()));
+    assert_eq!(events.recv().await.unwrap(), HubEvent::StreamEnded(key()));
+}
+
+#[tokio::test]
+async fn kick_ends_now() {
+    let hub = hub(5000);
+    let p = hub.publish(key(), Protocol::Rtmp).unwrap();
+    assert!(hub.kick(&key()));
+    tokio::time::timeout(Duration::from_secs(1), p.kicked())
+        .await
+        .unwrap();
+    assert!(p.push(video(0, true)).is_err());
+    assert!(hub.stream(&key()).is_none());
+    assert!(hub.publish(key(), Protocol::Rtmp).is_ok());
+}

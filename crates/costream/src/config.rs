@@ -1,0 +1,220 @@
+//! Server configuration: built-in defaults, overridden by an optional TOML
+//! file, overridden by environment variables and flags (see `cli.rs`).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub rtmp: RtmpConfig,
+    pub http: HttpConfig,
+    pub hls: HlsConfig,
+    pub hub: HubSection,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtmpConfig {
+    pub listen: SocketAddr,
+    /// Chunk size announced to clients; larger means fewer chunk headers.
+    pub chunk_size: usize,
+    /// Largest RTMP message accepted from a client.
+    pub max_message_size: usize,
+    /// A viewer whose socket accepts nothing for this long is disconnected.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// A client that sends nothing during the handshake/connect phase for
+    /// this long is disconnected.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// `Access-Control-Allow-Origin` for players and the API.
+    pub cors_origin: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HlsConfig {
+    pub enabled: bool,
+    /// Segments are cut on the first keyframe after this long.
+    #[serde(with = "humantime_serde")]
+    pub segment_duration: Duration,
+    /// Segments listed in the playlist.
+    pub window: usize,
+    /// How long an ended stream's playlist (with ENDLIST) stays readable.
+    #[serde(with = "humantime_serde")]
+    pub keep_after_end: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HubSection {
+    /// A publisher that drops may come back this long after and keep its viewers.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_grace: Duration,
+    /// Frames buffered per stream for all its viewers.
+    pub ring_frames: usize,
+    /// A viewer this far behind the live edge skips to the next keyframe.
+    #[serde(with = "humantime_serde")]
+    pub max_viewer_lag: Duration,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// When set, publishers must present `?token=` signed with this secret
+    /// (`costream token publish`).
+    pub publish_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter, e.g. `info` or `costream=debug`. `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            rtmp: RtmpConfig::default(),
+            http: HttpConfig::default(),
+            hls: HlsConfig::default(),
+            hub: HubSection::default(),
+            auth: AuthConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for RtmpConfig {
+    fn default() -> Self {
+        RtmpConfig {
+            listen: ([0, 0, 0, 0], 1935).into(),
+            chunk_size: 4096,
+            max_message_size: 16 << 20,
+            write_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: ([0, 0, 0, 0], 8080).into(),
+            cors_origin: "*".into(),
+        }
+    }
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        HlsConfig {
+            enabled: true,
+            segment_duration: Duration::from_secs(2),
+            window: 6,
+            keep_after_end: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for HubSection {
+    fn default() -> Self {
+        let hub = costream_hub::HubConfig::default();
+        HubSection {
+            reconnect_grace: hub.reconnect_grace,
+            ring_frames: hub.ring_frames,
+            max_viewer_lag: hub.max_viewer_lag,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        let config: Config =
+            toml::from_str(&text).with_context(|| format!("in config file {}", path.display()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (128..=65536).contains(&self.rtmp.chunk_size),
+            "rtmp.chunk_size must be between 128 and 65536"
+        );
+        anyhow::ensure!(
+            self.rtmp.max_message_size >= 64 << 10,
+            "rtmp.max_message_size must be at least 64 KiB"
+        );
+        anyhow::ensure!(self.hls.window >= 2, "hls.window must be at least 2");
+        anyhow::ensure!(
+            self.hls.segment_duration >= Duration::from_millis(500),
+            "hls.segment_duration must be at least 500ms"
+        );
+        anyhow::ensure!(
+            self.hub.ring_frames >= 16,
+            "hub.ring_frames must be at least 16"
+        );
+        if let Some(s) = &self.auth.publish_secret {
+            anyhow::ensure!(
+                s.len() >= 8,
+                "auth.publish_secret must be at least 8 characters"
+            );
+        }
+        Ok(())
+    }
+
+    pub fn hub_config(&self) -> costream_hub::HubConfig {
+        costream_hub::HubConfig {
+            ring_frames: self.hub.ring_frames,
+            max_viewer_lag: self.hub.max_viewer_lag,
+            reconnect_grace: self.hub.reconnect_grace,
+            ..Default::default()
+        }
+    }
+
+    /// The defaults as a commented-out-free TOML file, for `costream config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_and_partial_files() {
+        let text = Config::default().to_toml();
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back.rtmp.listen.port(), 1935);
+        let partial: Config = toml::from_str("[http]\nlisten = \"127.0.0.1:9000\"\n[hls]\nsegment_duration = \"4s\"").unwrap();
+        assert_eq!(partial.http.listen.port(), 9000);
+        assert_eq!(partial.hls.segment_duration, Duration::from_secs(4));
+        assert_eq!(partial.rtmp.chunk_size, 4096);
+        assert!(toml::from_str::<Config>("[rtmp]\nlisten_port = 1").is_err());
+    }
+}
