@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, Notify};
 
 use crate::key::StreamKey;
 use crate::publisher::Publisher;
-use crate::stats::Protocol;
+use crate::stats::{HubTotals, Protocol};
 use crate::stream::{Slot, Stream};
 use crate::subscriber::Subscriber;
 
@@ -72,6 +72,7 @@ struct Inner {
     streams: Mutex<HashMap<StreamKey, Arc<Stream>>>,
     next_id: AtomicU64,
     events: broadcast::Sender<HubEvent>,
+    totals: Arc<HubTotals>,
 }
 
 impl Hub {
@@ -83,8 +84,13 @@ impl Hub {
                 streams: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 events,
+                totals: Arc::default(),
             }),
         }
+    }
+
+    pub fn totals(&self) -> &HubTotals {
+        &self.inner.totals
     }
 
     pub fn config(&self) -> &HubConfig {
@@ -133,7 +139,11 @@ impl Hub {
                 _ => return Err(PublishError::AlreadyPublishing(key)),
             }
         }
-        let stream = Arc::new(Stream::new(key.clone(), self.inner.config.ring_frames));
+        let stream = Arc::new(Stream::new(
+            key.clone(),
+            self.inner.config.ring_frames,
+            self.inner.totals.clone(),
+        ));
         {
             let mut st = stream.state.lock();
             st.slot = live;

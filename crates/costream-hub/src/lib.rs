@@ -20,7 +20,7 @@ pub use hub::{Hub, HubConfig, HubEvent, PublishError, SubscribeError};
 pub use info::{AudioInfo, StreamInfo, VideoInfo};
 pub use key::{KeyError, StreamKey};
 pub use publisher::{NotPublishing, Publisher};
-pub use stats::{Protocol, StreamStats};
+pub use stats::{HubTotals, Protocol, StreamStats};
 pub use stream::{Stream, StreamSnapshot};
 pub use subscriber::{Subscriber, TryRecv};
 

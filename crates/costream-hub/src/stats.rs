@@ -2,6 +2,7 @@
 //! to count and the API/metrics read them without disturbing anyone.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 /// Who receives a stream. Used to count viewers per protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,9 +35,25 @@ impl Protocol {
     }
 }
 
+/// Counters over all streams of a hub, for metrics that must never go down.
+#[derive(Debug, Default)]
+pub struct HubTotals {
+    pub(crate) frames_dropped: AtomicU64,
+    pub(crate) viewer_skips: AtomicU64,
+}
+
+impl HubTotals {
+    pub fn frames_dropped(&self) -> u64 {
+        self.frames_dropped.load(Relaxed)
+    }
+    pub fn viewer_skips(&self) -> u64 {
+        self.viewer_skips.load(Relaxed)
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct StreamStats {
-    viewers: [AtomicU64; 5],
+    pub(crate) viewers: [AtomicU64; 5],
     pub(crate) frames_in: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
     /// Frames not delivered to viewers that fell behind.
@@ -45,6 +62,7 @@ pub struct StreamStats {
     pub(crate) viewer_skips: AtomicU64,
     /// Newest dts pushed, to measure how far behind a viewer is.
     pub(crate) live_edge_dts: AtomicI64,
+    pub(crate) totals: Arc<HubTotals>,
 }
 
 impl StreamStats {

@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, Notify};
 use crate::frame::{Frame, FrameKind};
 use crate::info::{RateMeter, StreamInfo};
 use crate::key::StreamKey;
-use crate::stats::{Protocol, StreamStats};
+use crate::stats::{HubTotals, Protocol, StreamStats};
 
 pub struct Stream {
     key: StreamKey,
@@ -75,7 +75,7 @@ pub struct StreamSnapshot {
 }
 
 impl Stream {
-    pub(crate) fn new(key: StreamKey, capacity: usize) -> Stream {
+    pub(crate) fn new(key: StreamKey, capacity: usize, totals: Arc<HubTotals>) -> Stream {
         let (tx, _) = broadcast::channel(capacity);
         Stream {
             key,
@@ -94,7 +94,10 @@ impl Stream {
                 rebase_gap: None,
                 publishers: 0,
             }),
-            stats: StreamStats::default(),
+            stats: StreamStats {
+                totals,
+                ..Default::default()
+            },
         }
     }
 

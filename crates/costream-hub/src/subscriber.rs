@@ -143,6 +143,7 @@ impl Subscriber {
             self.skipping = true;
             self.skips += 1;
             self.stream.stats.viewer_skips.fetch_add(1, Relaxed);
+            self.stream.stats.totals.viewer_skips.fetch_add(1, Relaxed);
             tracing::debug!(stream = %self.stream.key(), protocol = self.protocol.name(), "viewer fell behind, skipping to the next keyframe");
         }
     }
@@ -150,6 +151,11 @@ impl Subscriber {
     fn count_drop(&mut self, n: u64) {
         self.dropped += n;
         self.stream.stats.frames_dropped.fetch_add(n, Relaxed);
+        self.stream
+            .stats
+            .totals
+            .frames_dropped
+            .fetch_add(n, Relaxed);
     }
 
     /// Cached frames were chosen at subscribe time; only the no-keyframe

@@ -211,7 +211,9 @@ mod tests {
         let text = Config::default().to_toml();
         let back: Config = toml::from_str(&text).unwrap();
         assert_eq!(back.rtmp.listen.port(), 1935);
-        let partial: Config = toml::from_str("[http]\nlisten = \"127.0.0.1:9000\"\n[hls]\nsegment_duration = \"4s\"").unwrap();
+        let partial: Config =
+            toml::from_str("[http]\nlisten = \"127.0.0.1:9000\"\n[hls]\nsegment_duration = \"4s\"")
+                .unwrap();
         assert_eq!(partial.http.listen.port(), 9000);
         assert_eq!(partial.hls.segment_duration, Duration::from_secs(4));
         assert_eq!(partial.rtmp.chunk_size, 4096);

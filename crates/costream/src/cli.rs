@@ -1,0 +1,157 @@
+//! Command-line interface.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+
+/// costream: interactive live streaming. RTMP in; RTMP, HTTP-FLV and HLS out.
+#[derive(Debug, Parser)]
+#[command(name = "costream", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a server node (RTMP on :1935, HTTP on :8080 unless configured).
+    Serve(ServeArgs),
+    /// Load-test a server: many simulated viewers (and optionally a publisher).
+    Bench(crate::bench::BenchArgs),
+    /// Mint access tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Print the built-in default configuration as TOML.
+    DefaultConfig,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file; every setting has a built-in default.
+    #[arg(short, long, env = "COSTREAM_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// RTMP listen address [default: 0.0.0.0:1935].
+    #[arg(long, env = "COSTREAM_RTMP_LISTEN")]
+    pub rtmp_listen: Option<SocketAddr>,
+    /// HTTP listen address for HTTP-FLV, HLS, the API and metrics [default: 0.0.0.0:8080].
+    #[arg(long, env = "COSTREAM_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// Require publishers to present a token signed with this secret.
+    #[arg(long, env = "COSTREAM_PUBLISH_SECRET", hide_env_values = true)]
+    pub publish_secret: Option<String>,
+    /// HLS target segment duration, e.g. 2s.
+    #[arg(long, env = "COSTREAM_HLS_SEGMENT", value_parser = humantime::parse_duration)]
+    pub hls_segment_duration: Option<Duration>,
+    /// How long a dropped publisher may take to come back, e.g. 5s.
+    #[arg(long, env = "COSTREAM_RECONNECT_GRACE", value_parser = humantime::parse_duration)]
+    pub reconnect_grace: Option<Duration>,
+    /// Log filter, e.g. info or costream=debug (RUST_LOG also works).
+    #[arg(long, env = "COSTREAM_LOG")]
+    pub log: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// A publish token for a stream key: append `?token=...` to the stream name.
+    Publish {
+        /// The stream key, `app/stream`.
+        #[arg(long)]
+        stream: String,
+        /// How long the token is valid, e.g. 6h.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// The server's publish secret.
+        #[arg(long, env = "COSTREAM_PUBLISH_SECRET", hide_env_values = true)]
+        secret: String,
+    },
+}
+
+impl ServeArgs {
+    /// Defaults, then the file, then environment variables and flags.
+    pub fn resolve(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(a) = self.rtmp_listen {
+            config.rtmp.listen = a;
+        }
+        if let Some(a) = self.http_listen {
+            config.http.listen = a;
+        }
+        if let Some(s) = &self.publish_secret {
+            config.auth.publish_secret = Some(s.clone()).filter(|s| !s.is_empty());
+        }
+        if let Some(d) = self.hls_segment_duration {
+            config.hls.segment_duration = d;
+        }
+        if let Some(d) = self.reconnect_grace {
+            config.hub.reconnect_grace = d;
+        }
+        if let Some(l) = &self.log {
+            config.log.level = l.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn init_logging(level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Bench(args) => {
+            init_logging("warn");
+            runtime().and_then(|rt| rt.block_on(crate::bench::run(args)))
+        }
+        Command::Token(TokenCommand::Publish {
+            stream,
+            ttl,
+            secret,
+        }) => costream_hub::StreamKey::parse(&stream)
+            .map_err(anyhow::Error::from)
+            .map(|key| println!("{}", crate::auth::sign_publish(&secret, &key, ttl))),
+        Command::DefaultConfig => {
+            print!("{}", Config::default().to_toml());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("costream: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    init_logging(&config.log.level);
+    runtime()?.block_on(async move {
+        let server = crate::server::Server::start(config).await?;
+        tokio::signal::ctrl_c().await?;
+        tracing::info!("shutting down");
+        server.shutdown().await;
+        Ok(())
+    })
+}

@@ -1,0 +1,103 @@
+//! `/api/v1`: streams as JSON.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use costream_hub::{Protocol, Stream, StreamKey};
+use serde_json::{json, Value};
+
+use super::error;
+use crate::server::AppState;
+
+pub(super) fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/streams", get(list))
+        .route("/streams/{app}/{stream}", get(show).delete(kick))
+}
+
+async fn list(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let streams: Vec<Value> = state.hub.streams().iter().map(|s| describe(s)).collect();
+    Json(json!({ "streams": streams }))
+}
+
+async fn show(
+    State(state): State<Arc<AppState>>,
+    Path((app, stream)): Path<(String, String)>,
+) -> Response {
+    match lookup(&state, &app, &stream) {
+        Ok(s) => Json(describe(&s)).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Kicks the publisher; the stream ends for every viewer.
+async fn kick(
+    State(state): State<Arc<AppState>>,
+    Path((app, stream)): Path<(String, String)>,
+) -> Response {
+    match lookup(&state, &app, &stream) {
+        Ok(s) => {
+            state.hub.kick(s.key());
+            tracing::info!(stream = %s.key(), "publisher kicked through the API");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+fn lookup(state: &AppState, app: &str, stream: &str) -> Result<Arc<Stream>, Response> {
+    let key = StreamKey::new(app, stream)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("bad stream key: {e}")))?;
+    state
+        .hub
+        .stream(&key)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, &format!("stream {key} is not live")))
+}
+
+fn describe(stream: &Stream) -> Value {
+    let snap = stream.snapshot();
+    let stats = &stream.stats;
+    let mut viewers = serde_json::Map::new();
+    for p in Protocol::ALL {
+        viewers.insert(p.name().into(), stats.viewers(p).into());
+    }
+    viewers.insert("total".into(), stats.total_viewers().into());
+    json!({
+        "key": snap.key.to_string(),
+        "app": snap.key.app(),
+        "stream": snap.key.stream(),
+        "publisher": snap.publisher.map(|p| p.name()),
+        "state": if snap.publisher.is_some() { "live" } else { "waiting_for_publisher" },
+        "uptime_secs": round(snap.uptime_secs),
+        "publisher_uptime_secs": snap.publisher_uptime_secs.map(round),
+        "publisher_sessions": snap.publisher_sessions,
+        "video": snap.info.video.as_ref().map(|v| json!({
+            "codec": v.codec.name(),
+            "codec_string": v.codec_string,
+            "width": v.width,
+            "height": v.height,
+            "declared_fps": v.declared_fps,
+        })),
+        "audio": snap.info.audio.as_ref().map(|a| json!({
+            "codec": a.codec.name(),
+            "codec_string": a.codec_string,
+            "sample_rate": a.sample_rate,
+            "channels": a.channels,
+        })),
+        "fps": snap.info.fps,
+        "bitrate_kbps": snap.info.bitrate_bps / 1000,
+        "viewers": viewers,
+        "frames_in": stats.frames_in(),
+        "bytes_in": stats.bytes_in(),
+        "dropped_frames": stats.frames_dropped(),
+        "viewer_skips": stats.viewer_skips(),
+    })
+}
+
+fn round(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}

@@ -1,0 +1,80 @@
+//! HTTP-FLV: an endless chunked response of FLV tags, each shared by every
+//! viewer (muxed once per frame).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use costream_hub::{Protocol, StreamKey, Subscriber};
+use futures_util::stream;
+
+use super::error;
+use crate::mux;
+use crate::server::AppState;
+
+pub(super) async fn play(state: Arc<AppState>, key: StreamKey) -> Response {
+    let sub = match state.hub.subscribe(&key, Protocol::Flv) {
+        Ok(s) => s,
+        Err(e) => {
+            metrics::counter!(crate::metrics::REJECTED, "protocol" => "flv", "reason" => "not_found").increment(1);
+            return error(StatusCode::NOT_FOUND, &e.to_string());
+        }
+    };
+    tracing::info!(stream = %key, "HTTP-FLV viewer");
+    metrics::counter!(crate::metrics::SESSIONS, "protocol" => "flv", "role" => "play").increment(1);
+    let head = Bytes::from(
+        [
+            &costream_flv::FLV_HEADER[..],
+            &mux::flv_metadata_tag(&sub.stream().info()),
+        ]
+        .concat(),
+    );
+    let viewer = Viewer {
+        sub,
+        head: Some(head),
+        started: Instant::now(),
+        first_picture: false,
+        sent: metrics::counter!(crate::metrics::BYTES_SENT, "protocol" => "flv"),
+    };
+    let body = stream::unfold(viewer, |mut v| async move {
+        let bytes = v.next().await?;
+        Some((Ok::<_, Infallible>(bytes), v))
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "video/x-flv"),
+            (header::CACHE_CONTROL, "no-cache, no-store"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+struct Viewer {
+    sub: Subscriber,
+    head: Option<Bytes>,
+    started: Instant,
+    first_picture: bool,
+    sent: metrics::Counter,
+}
+
+impl Viewer {
+    async fn next(&mut self) -> Option<Bytes> {
+        if let Some(head) = self.head.take() {
+            return Some(head);
+        }
+        let frame = self.sub.recv().await?;
+        if !self.first_picture && mux::is_picture(&frame) {
+            self.first_picture = true;
+            metrics::histogram!(crate::metrics::FIRST_FRAME, "protocol" => "flv")
+                .record(self.started.elapsed().as_secs_f64());
+        }
+        let tag = mux::flv_tag(&frame);
+        self.sent.increment(tag.len() as u64);
+        Some(tag)
+    }
+}

@@ -1,0 +1,84 @@
+//! The HTTP edge: HTTP-FLV and HLS playback, the JSON API, health and metrics.
+
+mod api;
+mod flv;
+mod hls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use costream_hub::StreamKey;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::server::AppState;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let origin = match state.config.http.cors_origin.as_str() {
+        "*" => AllowOrigin::any(),
+        o => {
+            AllowOrigin::exact(HeaderValue::from_str(o).unwrap_or(HeaderValue::from_static("null")))
+        }
+    };
+    let cors = CorsLayer::new()
+        .allow_origin(origin)
+        .allow_methods([Method::GET, Method::DELETE, Method::OPTIONS])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, header::RANGE]);
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .nest("/api/v1", api::router())
+        .route("/{app}/{file}", get(media))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such resource") })
+        .layer(cors)
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(&state.hub),
+    )
+        .into_response()
+}
+
+/// `/{app}/{stream}.flv`, `/{app}/{stream}.m3u8`, `/{app}/{stream}-{n}.ts`.
+async fn media(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((app, file)): Path<(String, String)>,
+) -> Response {
+    if let Some(stream) = file.strip_suffix(".flv") {
+        return match StreamKey::new(&app, stream) {
+            Ok(key) => flv::play(state, key).await,
+            Err(e) => error(StatusCode::BAD_REQUEST, &format!("bad stream key: {e}")),
+        };
+    }
+    if let Some(stream) = file.strip_suffix(".m3u8") {
+        return match StreamKey::new(&app, stream) {
+            Ok(key) => hls::playlist(state, key, peer).await,
+            Err(e) => error(StatusCode::BAD_REQUEST, &format!("bad stream key: {e}")),
+        };
+    }
+    if let Some(name) = file.strip_suffix(".ts") {
+        let parsed = name
+            .rsplit_once('-')
+            .and_then(|(s, n)| Some((StreamKey::new(&app, s).ok()?, n.parse::<u64>().ok()?)));
+        return match parsed {
+            Some((key, seq)) => hls::segment(state, key, seq),
+            None => error(StatusCode::BAD_REQUEST, "bad segment name"),
+        };
+    }
+    error(
+        StatusCode::NOT_FOUND,
+        "no such resource (try /{app}/{stream}.flv or .m3u8)",
+    )
+}
+
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}

@@ -1,0 +1,15 @@
+//! costream: an interactive live-streaming server. This crate is the binary's
+//! glue: configuration, the thin async I/O around the protocol crates, the
+//! HTTP API and the load-testing tool.
+
+pub mod auth;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod hls;
+pub mod http;
+pub mod io;
+pub mod metrics;
+pub mod mux;
+pub mod rtmp;
+pub mod server;

@@ -1,0 +1,66 @@
+//! Prometheus metrics. Counters on hot paths are `metrics` handles taken once
+//! per session (an atomic add per write); hub-wide gauges are read from the
+//! hub when `/metrics` is scraped.
+
+use std::sync::OnceLock;
+
+use costream_hub::{Hub, Protocol};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const BYTES_SENT: &str = "costream_bytes_sent_total";
+pub const BYTES_RECEIVED: &str = "costream_bytes_received_total";
+pub const FIRST_FRAME: &str = "costream_first_frame_seconds";
+pub const SESSIONS: &str = "costream_sessions_total";
+pub const REJECTED: &str = "costream_rejected_total";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder once (several servers in one test
+/// process share it).
+pub fn handle() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(FIRST_FRAME.into()),
+                &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+            )
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!(
+                "a metrics recorder was already installed; /metrics shows hub gauges only"
+            );
+        }
+        metrics::describe_counter!(BYTES_SENT, "Media bytes written to viewers, by protocol");
+        metrics::describe_counter!(
+            BYTES_RECEIVED,
+            "Media bytes received from publishers, by protocol"
+        );
+        metrics::describe_histogram!(
+            FIRST_FRAME,
+            "Viewer connect to first video frame written, seconds"
+        );
+        metrics::describe_counter!(SESSIONS, "Sessions started, by protocol and role");
+        metrics::describe_counter!(
+            REJECTED,
+            "Publish or play requests refused, by protocol and reason"
+        );
+        handle
+    })
+}
+
+/// Renders the Prometheus text, with hub gauges refreshed first.
+pub fn render(hub: &Hub) -> String {
+    let handle = handle();
+    let streams = hub.streams();
+    metrics::gauge!("costream_streams").set(streams.len() as f64);
+    for p in Protocol::ALL {
+        let n: u64 = streams.iter().map(|s| s.stats.viewers(p)).sum();
+        metrics::gauge!("costream_viewers", "protocol" => p.name()).set(n as f64);
+    }
+    let totals = hub.totals();
+    metrics::counter!("costream_frames_dropped_total").absolute(totals.frames_dropped());
+    metrics::counter!("costream_viewer_skips_total").absolute(totals.viewer_skips());
+    handle.render()
+}

@@ -1,0 +1,30 @@
+//! The RTMP edge: accepts TCP connections and drives `costream_rtmp`'s
+//! sans-IO session for publishers (into the hub) and players (out of it).
+
+mod conn;
+mod ingest;
+mod play;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+use crate::server::AppState;
+
+pub async fn accept_loop(listener: TcpListener, state: Arc<AppState>) {
+    loop {
+        match listener.accept().await {
+            Ok((socket, peer)) => {
+                let state = state.clone();
+                let span = tracing::info_span!("rtmp", %peer);
+                tokio::spawn(conn::serve(socket, state).instrument(span));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off, don't spin.
+                tracing::warn!("rtmp accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! An RTMP player: hub frames out as pre-chunked RTMP messages shared by all
+//! players, written with vectored writes.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use costream_hub::{Protocol, SubscribeError};
+use costream_rtmp::{ServerEvent, ServerSession};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use super::conn::{flush_and_linger, Request};
+use crate::io::write_all_vectored;
+use crate::mux;
+use crate::server::AppState;
+
+/// Frames taken from the queue per vectored write.
+const BATCH: usize = 32;
+
+pub(super) async fn run(
+    socket: &mut TcpStream,
+    mut session: ServerSession,
+    mut buf: BytesMut,
+    req: Request,
+    state: &Arc<AppState>,
+) -> anyhow::Result<()> {
+    let mut sub = match state.hub.subscribe(&req.key, Protocol::Rtmp) {
+        Ok(s) => s,
+        Err(e @ SubscribeError::NotFound(_)) => {
+            tracing::info!(stream = %req.key, "play refused: {e}");
+            metrics::counter!(crate::metrics::REJECTED, "protocol" => "rtmp", "reason" => "not_found").increment(1);
+            session.reject_play(
+                req.stream_id,
+                "NetStream.Play.StreamNotFound",
+                &e.to_string(),
+            )?;
+            return flush_and_linger(socket, &mut session).await;
+        }
+    };
+    session.accept_play(req.stream_id)?;
+    session.send_data(req.stream_id, &mux::on_metadata(&sub.stream().info()));
+    tracing::info!(stream = %req.key, "playing");
+    metrics::counter!(crate::metrics::SESSIONS, "protocol" => "rtmp", "role" => "play")
+        .increment(1);
+    let sent = metrics::counter!(crate::metrics::BYTES_SENT, "protocol" => "rtmp");
+    let write_timeout = state.config.rtmp.write_timeout;
+    let shared_chunk_size = state.config.rtmp.chunk_size;
+    let mut first_picture = false;
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut bufs: Vec<Bytes> = Vec::with_capacity(BATCH + 1);
+    loop {
+        let out = session.take_output();
+        if !out.is_empty() {
+            bufs.push(out);
+        }
+        if !bufs.is_empty() {
+            let bytes: usize = bufs.iter().map(|b| b.len()).sum();
+            tokio::time::timeout(write_timeout, write_all_vectored(socket, &mut bufs))
+                .await
+                .map_err(|_| anyhow::anyhow!("player accepted nothing for {write_timeout:?}"))??;
+            bufs.clear();
+            sent.increment(bytes as u64);
+        }
+        tokio::select! {
+            r = socket.read_buf(&mut buf) => {
+                if r? == 0 {
+                    return Ok(());
+                }
+                session.feed(&mut buf)?;
+                while let Some(event) = session.poll_event() {
+                    if let ServerEvent::DeleteStream { .. } | ServerEvent::CloseStream { .. } = event {
+                        return Ok(());
+                    }
+                }
+            }
+            more = sub.recv_batch(&mut batch, BATCH) => {
+                if !more {
+                    tracing::info!(stream = %req.key, "stream ended, closing player");
+                    session.send_play_end(req.stream_id);
+                    let mut end = vec![session.take_output()];
+                    let _ = tokio::time::timeout(write_timeout, write_all_vectored(socket, &mut end)).await;
+                    return Ok(());
+                }
+                let chunk_size = session.chunk_size();
+                for frame in batch.drain(..) {
+                    if !first_picture && mux::is_picture(&frame) {
+                        first_picture = true;
+                        metrics::histogram!(crate::metrics::FIRST_FRAME, "protocol" => "rtmp")
+                            .record(req.accepted_at.elapsed().as_secs_f64());
+                    }
+                    bufs.push(mux::rtmp_chunks(&frame, chunk_size, req.stream_id, shared_chunk_size));
+                }
+            }
+        }
+    }
+}

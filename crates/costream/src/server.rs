@@ -1,0 +1,89 @@
+//! A running node: listeners, shared state, shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::serve::ListenerExt;
+use costream_hub::Hub;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::hls::HlsService;
+
+/// What every connection handler shares.
+pub struct AppState {
+    pub config: Config,
+    pub hub: Hub,
+    pub hls: HlsService,
+}
+
+pub struct Server {
+    pub rtmp_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub state: Arc<AppState>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds the listeners (port 0 picks a free port) and starts serving.
+    pub async fn start(config: Config) -> anyhow::Result<Server> {
+        crate::metrics::handle();
+        let hub = Hub::new(config.hub_config());
+        let hls = HlsService::start(hub.clone(), config.hls.clone());
+        let rtmp = TcpListener::bind(config.rtmp.listen)
+            .await
+            .with_context(|| format!("binding RTMP to {}", config.rtmp.listen))?;
+        let http = TcpListener::bind(config.http.listen)
+            .await
+            .with_context(|| format!("binding HTTP to {}", config.http.listen))?;
+        let rtmp_addr = rtmp.local_addr()?;
+        let http_addr = http.local_addr()?;
+        let state = Arc::new(AppState { config, hub, hls });
+        let app = crate::http::router(state.clone());
+        let mut tasks = vec![tokio::spawn(crate::rtmp::accept_loop(rtmp, state.clone()))];
+        tasks.push(tokio::spawn(async move {
+            let service = app.into_make_service_with_connect_info::<SocketAddr>();
+            // Frames go out as soon as they exist; Nagle would hold them back.
+            let http = http.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            if let Err(e) = axum::serve(http, service).await {
+                tracing::error!("HTTP server stopped: {e}");
+            }
+        }));
+        tracing::info!(
+            "RTMP listening on rtmp://{rtmp_addr} (publish to rtmp://HOST:{}/APP/STREAM)",
+            rtmp_addr.port()
+        );
+        tracing::info!(
+            "HTTP listening on http://{http_addr} (HTTP-FLV /APP/STREAM.flv, HLS /APP/STREAM.m3u8, API /api/v1/streams, /metrics)"
+        );
+        if state.config.auth.publish_secret.is_some() {
+            tracing::info!(
+                "publishing requires a token (costream token publish --stream APP/STREAM)"
+            );
+        }
+        Ok(Server {
+            rtmp_addr,
+            http_addr,
+            state,
+            tasks,
+        })
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.state.hub
+    }
+
+    /// Stops accepting; live connections end with the runtime.
+    pub async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
