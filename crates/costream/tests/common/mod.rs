@@ -1,0 +1,275 @@
+//! Shared helpers for the integration tests: an in-process server on free
+//! ports, ffmpeg/ffprobe as real clients, and a minimal HTTP-FLV reader.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use costream::config::Config;
+use costream::server::Server;
+use costream_flv::{FlvReader, FlvTag};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+pub async fn start_server(tweak: impl FnOnce(&mut Config)) -> Server {
+    let mut config = Config::default();
+    config.rtmp.listen = "127.0.0.1:0".parse().unwrap();
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    tweak(&mut config);
+    Server::start(config).await.expect("server starts")
+}
+
+pub fn rtmp_url(server: &Server, key: &str) -> String {
+    format!("rtmp://{}/{key}", server.rtmp_addr)
+}
+
+pub fn http_url(server: &Server, path: &str) -> String {
+    format!("http://{}{path}", server.http_addr)
+}
+
+/// ffmpeg pushing a live test picture (testsrc2, x264) and a sine tone (AAC)
+/// over RTMP in real time. Killed when dropped.
+pub fn ffmpeg_push(url: &str, extra_video: &[&str]) -> Child {
+    let mut args: Vec<String> = [
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=44100",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-tune",
+        "zerolatency",
+        "-g",
+        "50",
+        "-pix_fmt",
+        "yuv420p",
+        "-b:v",
+        "800k",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra_video.iter().map(|s| s.to_string()));
+    args.extend(
+        ["-c:a", "aac", "-b:a", "64k", "-f", "flv", url]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    Command::new("ffmpeg")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg is installed (scripts/test installs it)")
+}
+
+/// Waits until the hub has `key` with a parsed video config.
+pub async fn wait_for_stream(server: &Server, key: &str) {
+    let key = costream_hub::StreamKey::parse(key).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(s) = server.hub().stream(&key) {
+            let info = s.info();
+            if info.video.is_some() && info.audio.is_some() && s.stats.frames_in() > 30 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "stream {key} did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// ffprobe's JSON for a URL (streams, and packets when asked).
+pub async fn ffprobe(url: &str, extra: &[&str]) -> serde_json::Value {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-of", "json", "-rw_timeout", "10000000"])
+        .args(extra)
+        .arg(url)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), out)
+        .await
+        .expect("ffprobe finishes")
+        .expect("ffprobe is installed");
+    assert!(
+        out.status.success(),
+        "ffprobe {url} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
+}
+
+/// A plain HTTP/1.0 GET: (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    http_request(addr, "GET", path).await
+}
+
+pub async fn http_request(addr: SocketAddr, method: &str, path: &str) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("{method} {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("response in time")
+        .unwrap();
+    let text_end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("headers");
+    let head = String::from_utf8_lossy(&buf[..text_end]).to_string();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, buf[text_end + 4..].to_vec())
+}
+
+/// A streaming HTTP-FLV viewer over HTTP/1.0 (close-delimited body).
+pub struct FlvViewer {
+    pub socket: TcpStream,
+    buf: BytesMut,
+    reader: FlvReader,
+}
+
+impl FlvViewer {
+    pub async fn connect(addr: SocketAddr, path: &str) -> FlvViewer {
+        Self::connect_with(TcpStream::connect(addr).await.unwrap(), path).await
+    }
+
+    pub async fn connect_with(mut socket: TcpStream, path: &str) -> FlvViewer {
+        socket
+            .write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                assert!(
+                    head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+                    "{head}"
+                );
+                let _ = buf.split_to(end + 4);
+                break;
+            }
+            let n = socket.read_buf(&mut buf).await.unwrap();
+            assert!(n > 0, "connection closed before the headers");
+        }
+        FlvViewer {
+            socket,
+            buf,
+            reader: FlvReader::new(16 << 20),
+        }
+    }
+
+    /// The next tag, or None at end of stream.
+    pub async fn next_tag(&mut self) -> Option<FlvTag> {
+        loop {
+            if let Some(tag) = self.reader.next_tag(&mut self.buf).expect("valid FLV") {
+                return Some(tag);
+            }
+            let n = self.socket.read_buf(&mut self.buf).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// The next video tag that is not a sequence header: (timestamp, keyframe).
+    pub async fn next_picture(&mut self) -> Option<(u32, bool)> {
+        loop {
+            let tag = self.next_tag().await?;
+            if tag.tag_type == costream_flv::TAG_VIDEO && tag.body.len() > 1 && tag.body[1] == 1 {
+                return Some((tag.timestamp, tag.body[0] >> 4 == 1));
+            }
+        }
+    }
+}
+
+/// Resident memory of this process, in KiB.
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A sans-IO RTMP client session driven over a socket, for tests that need
+/// to see exactly what the server answers.
+pub struct RtmpClient {
+    pub socket: TcpStream,
+    pub session: costream_rtmp::ClientSession,
+    buf: BytesMut,
+}
+
+impl RtmpClient {
+    pub async fn connect(addr: SocketAddr, app: &str) -> RtmpClient {
+        let socket = TcpStream::connect(addr).await.unwrap();
+        socket.set_nodelay(true).unwrap();
+        let session = costream_rtmp::ClientSession::new(costream_rtmp::ClientConfig {
+            app: app.into(),
+            tc_url: format!("rtmp://{addr}/{app}"),
+            chunk_size: 4096,
+        });
+        RtmpClient {
+            socket,
+            session,
+            buf: BytesMut::with_capacity(64 * 1024),
+        }
+    }
+
+    pub async fn flush(&mut self) {
+        let out = self.session.take_output();
+        if !out.is_empty() {
+            self.socket.write_all(&out).await.unwrap();
+        }
+    }
+
+    /// The next event, or None when the server closed the connection.
+    pub async fn next_event(&mut self) -> Option<costream_rtmp::ClientEvent> {
+        loop {
+            if let Some(ev) = self.session.poll_event() {
+                return Some(ev);
+            }
+            self.flush().await;
+            let n = self.socket.read_buf(&mut self.buf).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.session.feed(&mut self.buf).ok()?;
+        }
+    }
+
+    /// Events until one matches `pred` (returned), or the connection ends.
+    pub async fn wait_for(
+        &mut self,
+        mut pred: impl FnMut(&costream_rtmp::ClientEvent) -> bool,
+    ) -> Option<costream_rtmp::ClientEvent> {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(ev) = self.next_event().await {
+                if pred(&ev) {
+                    return Some(ev);
+                }
+            }
+            None
+        })
+        .await
+        .expect("RTMP server answered in time")
+    }
+}
