@@ -61,6 +61,10 @@ pub struct HlsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HubSection {
+    /// Kernel send buffer per viewer socket, bytes. Small enough that a
+    /// viewer that cannot keep up shows as lagging in the hub (and skips to
+    /// a keyframe) instead of hiding seconds of media in the kernel.
+    pub viewer_send_buffer: usize,
     /// A publisher that drops may come back this long after and keep its viewers.
     #[serde(with = "humantime_serde")]
     pub reconnect_grace: Duration,
@@ -135,6 +139,7 @@ impl Default for HubSection {
     fn default() -> Self {
         let hub = costream_hub::HubConfig::default();
         HubSection {
+            viewer_send_buffer: 256 * 1024,
             reconnect_grace: hub.reconnect_grace,
             ring_frames: hub.ring_frames,
             max_viewer_lag: hub.max_viewer_lag,

@@ -1,5 +1,12 @@
 //! Small I/O helpers shared by the protocol edges.
 
+/// Sets a socket's kernel send buffer (best effort: a failure only costs latency).
+pub fn set_send_buffer(socket: &tokio::net::TcpStream, bytes: usize) {
+    if bytes > 0 {
+        let _ = socket2::SockRef::from(socket).set_send_buffer_size(bytes);
+    }
+}
+
 use std::io::IoSlice;
 
 use bytes::{Buf, Bytes};

@@ -42,12 +42,14 @@ impl Server {
         let http_addr = http.local_addr()?;
         let state = Arc::new(AppState { config, hub, hls });
         let app = crate::http::router(state.clone());
+        let send_buffer = state.config.hub.viewer_send_buffer;
         let mut tasks = vec![tokio::spawn(crate::rtmp::accept_loop(rtmp, state.clone()))];
         tasks.push(tokio::spawn(async move {
             let service = app.into_make_service_with_connect_info::<SocketAddr>();
             // Frames go out as soon as they exist; Nagle would hold them back.
-            let http = http.tap_io(|tcp| {
+            let http = http.tap_io(move |tcp| {
                 let _ = tcp.set_nodelay(true);
+                crate::io::set_send_buffer(tcp, send_buffer);
             });
             if let Err(e) = axum::serve(http, service).await {
                 tracing::error!("HTTP server stopped: {e}");

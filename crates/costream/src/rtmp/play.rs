@@ -37,6 +37,7 @@ pub(super) async fn run(
             return flush_and_linger(socket, &mut session).await;
         }
     };
+    crate::io::set_send_buffer(socket, state.config.hub.viewer_send_buffer);
     session.accept_play(req.stream_id)?;
     session.send_data(req.stream_id, &mux::on_metadata(&sub.stream().info()));
     tracing::info!(stream = %req.key, "playing");
