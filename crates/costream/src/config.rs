@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub rtmp: RtmpConfig,
@@ -88,19 +88,6 @@ pub struct AuthConfig {
 pub struct LogConfig {
     /// A `tracing` filter, e.g. `info` or `costream=debug`. `RUST_LOG` wins.
     pub level: String,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            rtmp: RtmpConfig::default(),
-            http: HttpConfig::default(),
-            hls: HlsConfig::default(),
-            hub: HubSection::default(),
-            auth: AuthConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
 }
 
 impl Default for RtmpConfig {

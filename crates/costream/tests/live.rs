@@ -203,7 +203,10 @@ async fn a_stalled_viewer_slows_neither_the_publisher_nor_other_viewers() {
         latest + 4000 > last_ts,
         "stalled viewer caught up ({latest} vs {last_ts})"
     );
-    assert!(stream.stats.viewer_skips() >= 1, "the stalled viewer was skipped ahead");
+    assert!(
+        stream.stats.viewer_skips() >= 1,
+        "the stalled viewer was skipped ahead"
+    );
     println!(
         "stalled viewer: dropped {} frames, {} skips; RSS grew {grown} KiB",
         stream.stats.frames_dropped(),

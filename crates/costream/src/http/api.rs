@@ -30,7 +30,7 @@ async fn show(
 ) -> Response {
     match lookup(&state, &app, &stream) {
         Ok(s) => Json(describe(&s)).into_response(),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -45,17 +45,23 @@ async fn kick(
             tracing::info!(stream = %s.key(), "publisher kicked through the API");
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
-fn lookup(state: &AppState, app: &str, stream: &str) -> Result<Arc<Stream>, Response> {
-    let key = StreamKey::new(app, stream)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("bad stream key: {e}")))?;
-    state
-        .hub
-        .stream(&key)
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, &format!("stream {key} is not live")))
+fn lookup(state: &AppState, app: &str, stream: &str) -> Result<Arc<Stream>, Box<Response>> {
+    let key = StreamKey::new(app, stream).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            &format!("bad stream key: {e}"),
+        ))
+    })?;
+    state.hub.stream(&key).ok_or_else(|| {
+        Box::new(error(
+            StatusCode::NOT_FOUND,
+            &format!("stream {key} is not live"),
+        ))
+    })
 }
 
 fn describe(stream: &Stream) -> Value {

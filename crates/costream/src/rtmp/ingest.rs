@@ -116,14 +116,14 @@ impl Ingest<'_> {
             ServerEvent::Audio {
                 timestamp, payload, ..
             } => self.audio(timestamp, payload)?,
-            ServerEvent::Data { values, .. } => {
-                if values.first().and_then(|v| v.as_str()) == Some("onMetaData") {
-                    let encoder = values
-                        .get(1)
-                        .and_then(|m| m.get("encoder"))
-                        .and_then(|v| v.as_str());
-                    tracing::debug!(encoder, "publisher metadata");
-                }
+            ServerEvent::Data { values, .. }
+                if values.first().and_then(|v| v.as_str()) == Some("onMetaData") =>
+            {
+                let encoder = values
+                    .get(1)
+                    .and_then(|m| m.get("encoder"))
+                    .and_then(|v| v.as_str());
+                tracing::debug!(encoder, "publisher metadata");
             }
             ServerEvent::DeleteStream { .. }
             | ServerEvent::CloseStream { .. }
