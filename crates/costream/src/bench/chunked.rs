@@ -30,19 +30,36 @@ impl std::error::Error for ChunkedError {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Reading the hex size; `line` counts the line's bytes so far.
-    Size { value: u64, line: usize },
+    Size {
+        value: u64,
+        line: usize,
+    },
     /// Whitespace after the size.
-    SizeWs { value: u64, line: usize },
+    SizeWs {
+        value: u64,
+        line: usize,
+    },
     /// Skipping a chunk extension.
-    Ext { value: u64, line: usize },
+    Ext {
+        value: u64,
+        line: usize,
+    },
     /// Got the CR ending the size line.
-    SizeLf { value: u64 },
-    Data { remaining: u64 },
+    SizeLf {
+        value: u64,
+    },
+    Data {
+        remaining: u64,
+    },
     DataCr,
     DataLf,
     /// At the start of a trailer line (or of the final empty line).
-    TrailerStart { total: usize },
-    TrailerLine { total: usize },
+    TrailerStart {
+        total: usize,
+    },
+    TrailerLine {
+        total: usize,
+    },
     TrailerEndLf,
     Done,
 }
@@ -81,7 +98,9 @@ impl ChunkedDecoder {
         while read < len {
             match self.state {
                 State::Data { remaining } => {
-                    let n = usize::try_from(remaining).unwrap_or(usize::MAX).min(len - read);
+                    let n = usize::try_from(remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(len - read);
                     if write != read {
                         buf.copy_within(read..read + n, write);
                     }
@@ -285,8 +304,16 @@ mod tests {
             b"1000000000000000000\r\n",
             b"fffffffffff\r\n",
         ] {
-            assert!(decode(bad, 1).is_err(), "{:?}", bad.escape_ascii().to_string());
-            assert!(decode(bad, 64).is_err(), "{:?}", bad.escape_ascii().to_string());
+            assert!(
+                decode(bad, 1).is_err(),
+                "{:?}",
+                bad.escape_ascii().to_string()
+            );
+            assert!(
+                decode(bad, 64).is_err(),
+                "{:?}",
+                bad.escape_ascii().to_string()
+            );
         }
     }
 

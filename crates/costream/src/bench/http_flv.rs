@@ -104,18 +104,17 @@ pub(crate) async fn play(
             }
             Body::UntilClose => false,
         };
-        while let Some(tag) = flv
-            .next_tag(&mut buf)
-            .map_err(|e| anyhow!("FLV: {e}"))?
-        {
-            match tag.tag_type {
-                TAG_VIDEO => {
-                    if stats.on_video(tag.timestamp, &tag.body, now) && until_first_video {
-                        return Ok(());
-                    }
+        while let Some(tag) = flv.next_tag(&mut buf).map_err(|e| anyhow!("FLV: {e}"))? {
+            let first_video = match tag.tag_type {
+                TAG_VIDEO => stats.on_video(tag.timestamp, &tag.body, now),
+                TAG_AUDIO => {
+                    stats.on_audio(tag.timestamp, &tag.body, now);
+                    false
                 }
-                TAG_AUDIO => stats.on_audio(tag.timestamp, &tag.body, now),
-                _ => {}
+                _ => false,
+            };
+            if first_video && until_first_video {
+                return Ok(());
             }
         }
         decoded = buf.len();
@@ -204,7 +203,10 @@ mod tests {
         let h = parse_head(b"HTTP/1.0 200 OK\r\nContent-Length: 42\r\n\r\n").unwrap();
         assert!(matches!(h.body, Body::Length(42)));
         let h = parse_head(b"HTTP/1.1 404 Not Found\r\n\r\n").unwrap();
-        assert_eq!((h.status, h.status_line.as_str()), (404, "HTTP/1.1 404 Not Found"));
+        assert_eq!(
+            (h.status, h.status_line.as_str()),
+            (404, "HTTP/1.1 404 Not Found")
+        );
         assert!(matches!(h.body, Body::UntilClose));
         for bad in [
             &b"ICY 200 OK\r\n\r\n"[..],

@@ -72,7 +72,10 @@ mod tests {
 
     #[test]
     fn video() {
-        assert_eq!(classify_video(&[0x17, 0, 0, 0, 0]), VideoTag::SequenceHeader);
+        assert_eq!(
+            classify_video(&[0x17, 0, 0, 0, 0]),
+            VideoTag::SequenceHeader
+        );
         assert_eq!(
             classify_video(&[0x17, 1, 0, 0, 0]),
             VideoTag::Frame { keyframe: true }

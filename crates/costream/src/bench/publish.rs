@@ -177,6 +177,7 @@ pub(crate) async fn publish(opts: Publish<'_>) -> anyhow::Result<PublishStats> {
     let mut base_ts: Option<u32> = None;
     let mut offset: u64 = 0;
     let mut pass = 0u64;
+    let mut latest_due: Option<Instant> = None;
     let result = 'passes: loop {
         let (mut min_ts, mut max_ts) = (u32::MAX, 0u32);
         let mut last_video: Option<u32> = None;
@@ -189,7 +190,12 @@ pub(crate) async fn publish(opts: Publish<'_>) -> anyhow::Result<PublishStats> {
                 Err(e) => break 'passes Err(e),
             };
             let is_config = match tag.tag_type {
-                TAG_VIDEO => classify_video(&tag.body) == VideoTag::SequenceHeader,
+                TAG_VIDEO => match classify_video(&tag.body) {
+                    VideoTag::SequenceHeader => true,
+                    VideoTag::Frame { .. } => false,
+                    // An end of sequence would reset players at every loop.
+                    VideoTag::Other => continue,
+                },
                 TAG_AUDIO => is_audio_config(&tag.body),
                 TAG_SCRIPT => true,
                 _ => continue,
@@ -211,8 +217,14 @@ pub(crate) async fn publish(opts: Publish<'_>) -> anyhow::Result<PublishStats> {
                     last_video = Some(tag.timestamp);
                 }
             }
+            // The schedule starts at the first media tag (files cut from a
+            // live stream need not start at 0); configuration before it
+            // goes out at once.
+            if !is_config && base_ts.is_none() {
+                base_ts = Some(tag.timestamp);
+            }
+            let base = u64::from(base_ts.unwrap_or(tag.timestamp));
             let ts64 = u64::from(tag.timestamp) + offset;
-            let base = u64::from(*base_ts.get_or_insert(tag.timestamp));
             let due = start + Duration::from_millis(ts64.saturating_sub(base));
             match p.wait_until(due).await {
                 Ok(true) => {}
@@ -220,7 +232,12 @@ pub(crate) async fn publish(opts: Publish<'_>) -> anyhow::Result<PublishStats> {
                 Err(e) => break 'passes Err(e),
             }
             let now = Instant::now();
-            p.stats.max_late = p.stats.max_late.max(now.saturating_duration_since(due));
+            // Tags muxed out of timestamp order are sent at once; only those
+            // in order measure how well the schedule is kept.
+            if latest_due.is_none_or(|d| due >= d) {
+                latest_due = Some(due);
+                p.stats.max_late = p.stats.max_late.max(now.saturating_duration_since(due));
+            }
             // RTMP timestamps are 32-bit milliseconds and wrap.
             let ts = ts64 as u32;
             if let Err(e) = p.send(&tag, ts, now, opts.send_times.as_deref()).await {
@@ -476,10 +493,7 @@ mod tests {
             times.lookup(99 * 40),
             Some(t0 + Duration::from_millis(99 * 40))
         );
-        assert_eq!(
-            times.lookup(3000),
-            Some(t0 + Duration::from_millis(3000))
-        );
+        assert_eq!(times.lookup(3000), Some(t0 + Duration::from_millis(3000)));
         assert_eq!(times.lookup(3001), None);
         // Going backwards is ignored.
         times.record(10, t0 + Duration::from_secs(5));

@@ -54,15 +54,17 @@ pub(crate) async fn play(
         }
         session.feed(&mut buf).map_err(|e| anyhow!("RTMP: {e}"))?;
         while let Some(event) = session.poll_event() {
-            match event {
-                ClientEvent::Playing => stats.accepted(now),
+            let first_video = match event {
+                ClientEvent::Playing => {
+                    stats.accepted(now);
+                    false
+                }
                 ClientEvent::Video { timestamp, payload } => {
-                    if stats.on_video(timestamp, &payload, now) && until_first_video {
-                        return Ok(());
-                    }
+                    stats.on_video(timestamp, &payload, now)
                 }
                 ClientEvent::Audio { timestamp, payload } => {
-                    stats.on_audio(timestamp, &payload, now)
+                    stats.on_audio(timestamp, &payload, now);
+                    false
                 }
                 ClientEvent::Error { code, description } => {
                     return Err(anyhow!("RTMP error: {code} {description}"))
@@ -70,7 +72,10 @@ pub(crate) async fn play(
                 ClientEvent::Status { code, .. } if code == "NetStream.Play.Stop" => {
                     return Err(anyhow!("RTMP: {code}"))
                 }
-                _ => {}
+                _ => false,
+            };
+            if first_video && until_first_video {
+                return Ok(());
             }
         }
     }

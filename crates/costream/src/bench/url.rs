@@ -149,15 +149,18 @@ impl fmt::Display for BenchUrl {
             Scheme::HttpFlv => "http",
             Scheme::Rtmp => "rtmp",
         };
-        write!(f, "{scheme}://{}{}", self.authority(), self.request_target())
+        write!(
+            f,
+            "{scheme}://{}{}",
+            self.authority(),
+            self.request_target()
+        )
     }
 }
 
 fn split_host_port(authority: &str) -> anyhow::Result<(String, Option<u16>)> {
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let (host, after) = rest
-            .split_once(']')
-            .context("unterminated [ in URL host")?;
+        let (host, after) = rest.split_once(']').context("unterminated [ in URL host")?;
         let port = match after {
             "" => None,
             p => Some(p.strip_prefix(':').context("junk after ] in URL host")?),
@@ -220,7 +223,10 @@ mod tests {
         assert_eq!(u.port, 1935);
         assert_eq!(u.rtmp_target().unwrap().tc_url, "rtmp://host:1935/live");
         for bad in ["rtmp://host/live", "rtmp://host/live/", "rtmp://host//s"] {
-            assert!(BenchUrl::parse(bad).unwrap().rtmp_target().is_err(), "{bad}");
+            assert!(
+                BenchUrl::parse(bad).unwrap().rtmp_target().is_err(),
+                "{bad}"
+            );
         }
     }
 

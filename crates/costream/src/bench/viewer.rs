@@ -47,6 +47,8 @@ pub struct ViewerSummary {
     /// Wall time since the first frame minus media time since it, at the end.
     pub lag_ms: Option<f64>,
     pub latency: Option<Box<Histogram>>,
+    /// Only frames sent after this viewer started connecting (no cache).
+    pub latency_live: Option<Box<Histogram>>,
     pub latency_unmatched: u64,
 }
 
@@ -72,6 +74,7 @@ pub struct ViewerStats {
     big_gap_count: u32,
     send_times: Option<Arc<SendTimes>>,
     latency: Option<Box<Histogram>>,
+    latency_live: Option<Box<Histogram>>,
     latency_unmatched: u64,
     counters: Option<Arc<Counters>>,
 }
@@ -94,6 +97,7 @@ impl ViewerStats {
             big_gaps: Vec::new(),
             big_gap_count: 0,
             latency: send_times.as_ref().map(|_| Box::new(Histogram::new())),
+            latency_live: send_times.as_ref().map(|_| Box::new(Histogram::new())),
             send_times,
             latency_unmatched: 0,
             counters,
@@ -150,9 +154,17 @@ impl ViewerStats {
             return false;
         };
         self.on_media(timestamp, now);
-        if let (Some(times), Some(hist)) = (&self.send_times, &mut self.latency) {
+        if let (Some(times), Some(all), Some(live)) =
+            (&self.send_times, &mut self.latency, &mut self.latency_live)
+        {
             match times.lookup(timestamp) {
-                Some(sent) => hist.record(now.saturating_duration_since(sent).as_micros() as u64),
+                Some(sent) => {
+                    let us = now.saturating_duration_since(sent).as_micros() as u64;
+                    all.record(us);
+                    if sent >= self.connect_started {
+                        live.record(us);
+                    }
+                }
                 None => self.latency_unmatched += 1,
             }
         }
@@ -246,6 +258,7 @@ impl ViewerStats {
             max_gap_ms: self.max_gap_ms,
             lag_ms,
             latency: self.latency,
+            latency_live: self.latency_live,
             latency_unmatched: self.latency_unmatched,
         }
     }
@@ -310,6 +323,7 @@ mod tests {
         times.record(40, t0);
         times.record(80, t0 + Duration::from_millis(40));
         let mut v = ViewerStats::new(Some(times), None);
+        v.connect_started = t0 + Duration::from_millis(10);
         v.on_video(40, KEY, t0 + Duration::from_millis(15));
         v.on_video(80, INTER, t0 + Duration::from_millis(65));
         v.on_video(120, INTER, t0 + Duration::from_millis(65));
@@ -319,5 +333,9 @@ mod tests {
         assert_eq!(h.percentile(0.0), Some(15_000));
         assert_eq!(h.percentile(100.0), Some(25_000));
         assert_eq!(s.latency_unmatched, 1);
+        // The frame sent before the viewer connected is not live.
+        let live = s.latency_live.unwrap();
+        assert_eq!(live.count(), 1);
+        assert_eq!(live.percentile(50.0), Some(25_000));
     }
 }
