@@ -195,6 +195,7 @@ impl Hub {
         st.slot = Slot::Ended;
         st.tx = None;
         drop(st);
+        stream.wake.notify_waiters();
         if streams
             .get(stream.key())
             .is_some_and(|s| Arc::ptr_eq(s, stream))

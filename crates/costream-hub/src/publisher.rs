@@ -102,9 +102,22 @@ impl Publisher {
                 }
             }
         }
+        // Audio waits for the next picture, unless pictures stopped coming.
+        let wake = match frame.kind {
+            FrameKind::Audio => st.video_config.is_none() || frame.dts - st.last_video_dts > 100,
+            FrameKind::Video => {
+                st.last_video_dts = frame.dts;
+                true
+            }
+            _ => true,
+        };
         if let Some(tx) = &st.tx {
             // An error only means nobody is watching right now.
             let _ = tx.send(frame);
+        }
+        drop(st);
+        if wake {
+            self.stream.wake.notify_waiters();
         }
         Ok(())
     }

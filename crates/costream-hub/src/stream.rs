@@ -19,6 +19,10 @@ pub struct Stream {
     started_wall: SystemTime,
     pub(crate) state: Mutex<State>,
     pub stats: StreamStats,
+    /// Wakes viewers. Signalled per video frame (and per audio frame only
+    /// in audio-only streams), so a viewer wakes once per picture and takes
+    /// the audio queued since with it: one write instead of three.
+    pub(crate) wake: Notify,
 }
 
 #[derive(Debug)]
@@ -57,6 +61,7 @@ pub(crate) struct State {
     /// the wall-clock gap (ms) the stream was silent.
     pub(crate) rebase_gap: Option<i64>,
     pub(crate) publishers: u64,
+    pub(crate) last_video_dts: i64,
 }
 
 /// A read-only view of a stream for the API.
@@ -93,11 +98,13 @@ impl Stream {
                 last_dts: None,
                 rebase_gap: None,
                 publishers: 0,
+                last_video_dts: 0,
             }),
             stats: StreamStats {
                 totals,
                 ..Default::default()
             },
+            wake: Notify::new(),
         }
     }
 

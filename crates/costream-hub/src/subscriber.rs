@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use tokio::sync::broadcast::{self, error::TryRecvError};
 
 use crate::frame::{Frame, FrameKind};
 use crate::stats::Protocol;
@@ -75,21 +75,17 @@ impl Subscriber {
 
     /// The next frame; `None` when the stream has ended.
     pub async fn recv(&mut self) -> Option<Arc<Frame>> {
+        let stream = self.stream.clone();
         loop {
-            if let Some(f) = self.backlog.pop_front() {
-                if self.admit_cached(&f) {
-                    return Some(f);
-                }
-                continue;
-            }
-            match self.rx.recv().await {
-                Ok(f) => {
-                    if self.admit(&f) {
-                        return Some(f);
-                    }
-                }
-                Err(RecvError::Lagged(n)) => self.fell_behind(n),
-                Err(RecvError::Closed) => return None,
+            // Registered before looking, so a wake between the look and
+            // the wait is not lost.
+            let notified = stream.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.try_recv() {
+                TryRecv::Frame(f) => return Some(f),
+                TryRecv::Ended => return None,
+                TryRecv::Empty => notified.await,
             }
         }
     }

@@ -39,6 +39,7 @@ pub(super) async fn play(state: Arc<AppState>, key: StreamKey) -> Response {
         started: Instant::now(),
         first_picture: false,
         sent: metrics::counter!(crate::metrics::BYTES_SENT, "protocol" => "flv"),
+        unsent: 0,
     };
     let body = stream::unfold(viewer, |mut v| async move {
         let bytes = v.next().await?;
@@ -60,6 +61,14 @@ struct Viewer {
     started: Instant,
     first_picture: bool,
     sent: metrics::Counter,
+    /// Bytes not yet added to `sent` (one counter update per ~256 KiB).
+    unsent: u64,
+}
+
+impl Drop for Viewer {
+    fn drop(&mut self) {
+        self.sent.increment(self.unsent);
+    }
 }
 
 impl Viewer {
@@ -74,7 +83,10 @@ impl Viewer {
                 .record(self.started.elapsed().as_secs_f64());
         }
         let tag = mux::flv_tag(&frame);
-        self.sent.increment(tag.len() as u64);
+        self.unsent += tag.len() as u64;
+        if self.unsent >= 256 * 1024 {
+            self.sent.increment(std::mem::take(&mut self.unsent));
+        }
         Some(tag)
     }
 }
