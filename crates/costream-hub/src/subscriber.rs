@@ -23,6 +23,7 @@ pub struct Subscriber {
     has_video: bool,
     dropped: u64,
     skips: u64,
+    coalesce: Duration,
 }
 
 /// What [`Subscriber::try_recv`] found.
@@ -56,6 +57,7 @@ impl Subscriber {
             has_video,
             dropped: 0,
             skips: 0,
+            coalesce: Duration::ZERO,
         })
     }
 
@@ -85,9 +87,21 @@ impl Subscriber {
             match self.try_recv() {
                 TryRecv::Frame(f) => return Some(f),
                 TryRecv::Ended => return None,
-                TryRecv::Empty => notified.await,
+                TryRecv::Empty => {
+                    notified.await;
+                    if !self.coalesce.is_zero() {
+                        // Let a few more frames queue so they go out in one write.
+                        tokio::time::sleep(self.coalesce).await;
+                    }
+                }
             }
         }
+    }
+
+    /// After the queue runs dry, wait this long past the next wake before
+    /// handing out frames: fewer, larger writes for more latency.
+    pub fn set_coalesce(&mut self, delay: Duration) {
+        self.coalesce = delay;
     }
 
     /// The next frame if one is ready, without waiting.

@@ -50,6 +50,9 @@ pub struct ServeArgs {
     /// How long a dropped publisher may take to come back, e.g. 5s.
     #[arg(long, env = "COSTREAM_RECONNECT_GRACE", value_parser = humantime::parse_duration)]
     pub reconnect_grace: Option<Duration>,
+    /// Batch each viewer's writes over this long, e.g. 50ms (0 = lowest latency).
+    #[arg(long, env = "COSTREAM_WRITE_COALESCE", value_parser = humantime::parse_duration)]
+    pub write_coalesce: Option<Duration>,
     /// Log filter, e.g. info or costream=debug (RUST_LOG also works).
     #[arg(long, env = "COSTREAM_LOG")]
     pub log: Option<String>,
@@ -92,6 +95,9 @@ impl ServeArgs {
         }
         if let Some(d) = self.reconnect_grace {
             config.hub.reconnect_grace = d;
+        }
+        if let Some(d) = self.write_coalesce {
+            config.hub.write_coalesce = d;
         }
         if let Some(l) = &self.log {
             config.log.level = l.clone();

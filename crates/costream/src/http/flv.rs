@@ -17,13 +17,14 @@ use crate::mux;
 use crate::server::AppState;
 
 pub(super) async fn play(state: Arc<AppState>, key: StreamKey) -> Response {
-    let sub = match state.hub.subscribe(&key, Protocol::Flv) {
+    let mut sub = match state.hub.subscribe(&key, Protocol::Flv) {
         Ok(s) => s,
         Err(e) => {
             metrics::counter!(crate::metrics::REJECTED, "protocol" => "flv", "reason" => "not_found").increment(1);
             return error(StatusCode::NOT_FOUND, &e.to_string());
         }
     };
+    sub.set_coalesce(state.config.hub.write_coalesce);
     tracing::info!(stream = %key, "HTTP-FLV viewer");
     metrics::counter!(crate::metrics::SESSIONS, "protocol" => "flv", "role" => "play").increment(1);
     let head = Bytes::from(

@@ -38,6 +38,7 @@ pub(super) async fn run(
         }
     };
     crate::io::set_send_buffer(socket, state.config.hub.viewer_send_buffer);
+    sub.set_coalesce(state.config.hub.write_coalesce);
     session.accept_play(req.stream_id)?;
     session.send_data(req.stream_id, &mux::on_metadata(&sub.stream().info()));
     tracing::info!(stream = %req.key, "playing");
