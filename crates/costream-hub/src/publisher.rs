@@ -50,12 +50,12 @@ impl Publisher {
     /// Pushes one frame to every viewer. Never blocks on viewers.
     pub fn push(&self, frame: Frame) -> Result<(), NotPublishing> {
         let stats = &self.stream.stats;
-        let mut st = self.stream.state.lock();
-        if !matches!(st.slot, Slot::Live { id, .. } if id == self.id) {
+        let mut guard = self.stream.state.lock();
+        if !matches!(guard.slot, Slot::Live { id, .. } if id == self.id) {
             return Err(NotPublishing);
         }
-        let frame = st.retime(frame);
-        let st = &mut *st;
+        let frame = guard.retime(frame);
+        let st = &mut *guard;
         st.rate.record(&frame, &mut st.info);
         stats.frames_in.fetch_add(1, Relaxed);
         stats.bytes_in.fetch_add(frame.data.len() as u64, Relaxed);
@@ -115,7 +115,7 @@ impl Publisher {
             // An error only means nobody is watching right now.
             let _ = tx.send(frame);
         }
-        drop(st);
+        drop(guard);
         if wake {
             self.stream.wake.notify_waiters();
         }
