@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use costream_hub::Hub;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -42,19 +41,12 @@ impl Server {
         let http_addr = http.local_addr()?;
         let state = Arc::new(AppState { config, hub, hls });
         let app = crate::http::router(state.clone());
-        let send_buffer = state.config.hub.viewer_send_buffer;
         let mut tasks = vec![tokio::spawn(crate::rtmp::accept_loop(rtmp, state.clone()))];
-        tasks.push(tokio::spawn(async move {
-            let service = app.into_make_service_with_connect_info::<SocketAddr>();
-            // Frames go out as soon as they exist; Nagle would hold them back.
-            let http = http.tap_io(move |tcp| {
-                let _ = tcp.set_nodelay(true);
-                crate::io::set_send_buffer(tcp, send_buffer);
-            });
-            if let Err(e) = axum::serve(http, service).await {
-                tracing::error!("HTTP server stopped: {e}");
-            }
-        }));
+        tasks.push(tokio::spawn(crate::http::accept_loop(
+            http,
+            state.clone(),
+            app,
+        )));
         tracing::info!(
             "RTMP listening on rtmp://{rtmp_addr} (publish to rtmp://HOST:{}/APP/STREAM)",
             rtmp_addr.port()

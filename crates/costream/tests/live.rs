@@ -442,3 +442,50 @@ async fn api_lists_kicks_and_refuses_a_second_publisher() {
     let exited = tokio::time::timeout(Duration::from_secs(10), push.wait()).await;
     assert!(exited.is_ok(), "ffmpeg was disconnected");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_playlist_ends_with_endlist_when_the_publisher_leaves() {
+    let server = start_server(|c| c.hls.segment_duration = Duration::from_secs(1)).await;
+    // A 4 s push that ends with a clean unpublish.
+    let mut push = ffmpeg_push(&rtmp_url(&server, "live/ends"), &["-g", "25", "-t", "4"]);
+    wait_for_stream(&server, "live/ends").await;
+    let (status, body) = http_get(server.http_addr, "/live/ends.m3u8").await;
+    assert_eq!(status, 200);
+    assert!(!String::from_utf8_lossy(&body).contains("#EXT-X-ENDLIST"));
+    let exit = tokio::time::timeout(Duration::from_secs(20), push.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "ffmpeg finished its push");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let (_, body) = http_get(server.http_addr, "/live/ends.m3u8").await;
+        let text = String::from_utf8(body).unwrap();
+        if text.contains("#EXT-X-ENDLIST") || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(text.contains("#EXT-X-ENDLIST"), "{text}");
+    // The ended playlist still plays: ffprobe counts about 4 s of video.
+    let probe = ffprobe(
+        &http_url(&server, "/live/ends.m3u8"),
+        &[
+            "-select_streams",
+            "v",
+            "-count_packets",
+            "-show_entries",
+            "stream=nb_read_packets",
+        ],
+    )
+    .await;
+    let packets: u64 = probe["streams"][0]["nb_read_packets"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        packets >= 50,
+        "{packets} video packets in the ended playlist"
+    );
+}

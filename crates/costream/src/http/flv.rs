@@ -56,6 +56,15 @@ pub(super) async fn play(state: Arc<AppState>, key: StreamKey) -> Response {
         .into_response()
 }
 
+/// The FLV file header and `onMetaData`, the first bytes every viewer gets.
+pub(super) fn stream_head(sub: &Subscriber) -> Bytes {
+    let meta = mux::flv_metadata_tag(&sub.stream().info());
+    Bytes::from([&costream_flv::FLV_HEADER[..], &meta].concat())
+}
+
+/// HTTP-FLV through axum: used when a keep-alive connection asks for a
+/// stream after another request (the first request is served by
+/// `listener.rs` directly).
 struct Viewer {
     sub: Subscriber,
     head: Option<Bytes>,

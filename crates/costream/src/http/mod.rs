@@ -3,6 +3,9 @@
 mod api;
 mod flv;
 mod hls;
+mod listener;
+
+pub use listener::accept_loop;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

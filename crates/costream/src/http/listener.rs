@@ -1,0 +1,185 @@
+//! The HTTP accept loop. A connection whose first request is an HTTP-FLV
+//! play of a live stream is served here directly: one response head, then
+//! the shared FLV tags written with vectored writes, no HTTP chunk framing
+//! and no per-frame trips through hyper. Everything else goes to hyper/axum
+//! with the bytes already read replayed in front of the socket.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use bytes::{Buf, Bytes, BytesMut};
+use costream_hub::{Protocol, StreamKey, Subscriber};
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tower::ServiceExt;
+
+use crate::io::write_all_vectored;
+use crate::server::AppState;
+
+/// Bounds on the first request head we look at ourselves.
+const MAX_HEAD: usize = 16 * 1024;
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+const BATCH: usize = 64;
+
+pub async fn accept_loop(listener: TcpListener, state: Arc<AppState>, router: Router) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, peer)) => {
+                let _ = tcp.set_nodelay(true);
+                crate::io::set_send_buffer(&tcp, state.config.hub.viewer_send_buffer);
+                tokio::spawn(connection(tcp, peer, state.clone(), router.clone()));
+            }
+            Err(e) => {
+                tracing::warn!("http accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn connection(mut tcp: TcpStream, peer: SocketAddr, state: Arc<AppState>, router: Router) {
+    let started = Instant::now();
+    let mut head = BytesMut::with_capacity(1024);
+    let flv = loop {
+        match tokio::time::timeout(HEAD_TIMEOUT, tcp.read_buf(&mut head)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&head) {
+            Ok(httparse::Status::Complete(_)) => break flv_request(&req, &state),
+            Ok(httparse::Status::Partial) if head.len() < MAX_HEAD => continue,
+            // Too large or malformed: hyper answers with the right error.
+            _ => break None,
+        }
+    };
+    if let Some((key, sub)) = flv {
+        if let Err(e) = serve_flv(&mut tcp, key, sub, &state, started).await {
+            tracing::debug!(%peer, "HTTP-FLV viewer left: {e}");
+        }
+        return;
+    }
+    let io = TokioIo::new(Rewind {
+        prefix: head.freeze(),
+        inner: tcp,
+    });
+    let service = router.map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        req
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, TowerToHyperService::new(service));
+    if let Err(e) = conn.await {
+        tracing::debug!(%peer, "HTTP connection error: {e}");
+    }
+}
+
+/// A `GET /{app}/{stream}.flv` of a live stream: its key and a new viewer.
+fn flv_request(req: &httparse::Request, state: &AppState) -> Option<(StreamKey, Subscriber)> {
+    if req.method != Some("GET") {
+        return None;
+    }
+    let path = req.path?.split('?').next()?;
+    let (app, file) = path.strip_prefix('/')?.split_once('/')?;
+    let key = StreamKey::new(app, file.strip_suffix(".flv")?).ok()?;
+    // Unknown streams fall through to axum, which answers 404 with a reason.
+    let sub = state.hub.subscribe(&key, Protocol::Flv).ok()?;
+    Some((key, sub))
+}
+
+async fn serve_flv(
+    tcp: &mut TcpStream,
+    key: StreamKey,
+    mut sub: Subscriber,
+    state: &AppState,
+    started: Instant,
+) -> anyhow::Result<()> {
+    tracing::info!(stream = %key, "HTTP-FLV viewer");
+    metrics::counter!(crate::metrics::SESSIONS, "protocol" => "flv", "role" => "play").increment(1);
+    let sent = metrics::counter!(crate::metrics::BYTES_SENT, "protocol" => "flv");
+    sub.set_coalesce(state.config.hub.write_coalesce);
+    let response_head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: video/x-flv\r\nCache-Control: no-cache, no-store\r\n\
+         Access-Control-Allow-Origin: {}\r\nConnection: close\r\n\r\n",
+        state.config.http.cors_origin
+    );
+    let write_timeout = state.config.rtmp.write_timeout;
+    let mut bufs = vec![Bytes::from(response_head), super::flv::stream_head(&sub)];
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut first_picture = false;
+    loop {
+        let bytes: usize = bufs.iter().map(|b| b.len()).sum();
+        tokio::time::timeout(write_timeout, write_all_vectored(tcp, &mut bufs))
+            .await
+            .map_err(|_| anyhow::anyhow!("viewer accepted nothing for {write_timeout:?}"))??;
+        sent.increment(bytes as u64);
+        bufs.clear();
+        if !sub.recv_batch(&mut batch, BATCH).await {
+            return Ok(());
+        }
+        for frame in batch.drain(..) {
+            if !first_picture && crate::mux::is_picture(&frame) {
+                first_picture = true;
+                metrics::histogram!(crate::metrics::FIRST_FRAME, "protocol" => "flv")
+                    .record(started.elapsed().as_secs_f64());
+            }
+            bufs.push(crate::mux::flv_tag(&frame));
+        }
+    }
+}
+
+/// A socket with bytes already read put back in front.
+struct Rewind {
+    prefix: Bytes,
+    inner: TcpStream,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
