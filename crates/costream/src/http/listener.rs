@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
-use crate::io::write_all_vectored;
+use crate::io::write_viewer;
 use crate::server::AppState;
 
 /// Bounds on the first request head we look at ourselves.
@@ -115,15 +115,20 @@ async fn serve_flv(
     let mut bufs = vec![Bytes::from(response_head), super::flv::stream_head(&sub)];
     let mut batch = Vec::with_capacity(BATCH);
     let mut first_picture = false;
-    loop {
+    // Counted in bulk: a shared atomic per write costs more than the rest.
+    let mut unsent = 0u64;
+    let result = loop {
         let bytes: usize = bufs.iter().map(|b| b.len()).sum();
-        tokio::time::timeout(write_timeout, write_all_vectored(tcp, &mut bufs))
-            .await
-            .map_err(|_| anyhow::anyhow!("viewer accepted nothing for {write_timeout:?}"))??;
-        sent.increment(bytes as u64);
+        if let Err(e) = write_viewer(tcp, &mut bufs, write_timeout).await {
+            break Err(e.into());
+        }
+        unsent += bytes as u64;
+        if unsent >= 1 << 20 {
+            sent.increment(std::mem::take(&mut unsent));
+        }
         bufs.clear();
         if !sub.recv_batch(&mut batch, BATCH).await {
-            return Ok(());
+            break Ok(());
         }
         for frame in batch.drain(..) {
             if !first_picture && crate::mux::is_picture(&frame) {
@@ -133,7 +138,9 @@ async fn serve_flv(
             }
             bufs.push(crate::mux::flv_tag(&frame));
         }
-    }
+    };
+    sent.increment(unsent);
+    result
 }
 
 /// A socket with bytes already read put back in front.

@@ -10,7 +10,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::conn::{flush_and_linger, Request};
-use crate::io::write_all_vectored;
+use crate::io::{write_all_vectored, write_viewer};
 use crate::mux;
 use crate::server::AppState;
 
@@ -57,9 +57,7 @@ pub(super) async fn run(
         }
         if !bufs.is_empty() {
             let bytes: usize = bufs.iter().map(|b| b.len()).sum();
-            tokio::time::timeout(write_timeout, write_all_vectored(socket, &mut bufs))
-                .await
-                .map_err(|_| anyhow::anyhow!("player accepted nothing for {write_timeout:?}"))??;
+            write_viewer(socket, &mut bufs, write_timeout).await?;
             bufs.clear();
             sent.increment(bytes as u64);
         }

@@ -1,0 +1,41 @@
+//! Configuration of an [`RtcHost`](crate::RtcHost).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Offers larger than this are refused before parsing. Browser offers are a
+/// few kilobytes; this leaves room for many m-lines.
+pub const MAX_OFFER_LEN: usize = 64 * 1024;
+
+/// Configuration of an [`RtcHost`](crate::RtcHost).
+#[derive(Debug, Clone)]
+pub struct RtcHostConfig {
+    /// Host candidates announced in every answer: the address(es) clients can
+    /// reach the UDP socket at (public IPs when behind NAT). Unspecified
+    /// addresses (0.0.0.0) are not valid candidates.
+    pub candidates: Vec<SocketAddr>,
+    /// A session that receives no datagram for this long ends (also one whose
+    /// client never connects).
+    pub session_timeout: Duration,
+    /// Offers beyond this many live sessions are refused.
+    pub max_sessions: usize,
+}
+
+impl RtcHostConfig {
+    pub fn new(candidates: Vec<SocketAddr>) -> Self {
+        RtcHostConfig {
+            candidates,
+            ..Default::default()
+        }
+    }
+}
+
+impl Default for RtcHostConfig {
+    fn default() -> Self {
+        RtcHostConfig {
+            candidates: Vec::new(),
+            session_timeout: Duration::from_secs(15),
+            max_sessions: 10_000,
+        }
+    }
+}
