@@ -28,6 +28,15 @@ impl FrameKind {
     }
 }
 
+/// The codec of a frame's payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Codec {
+    H264,
+    Aac,
+    /// Config data is an OpusHead (RFC 7845 §5.1); frames are Opus packets.
+    Opus,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum VideoCodec {
     H264,
@@ -72,6 +81,7 @@ const MUX_FORMATS: usize = 2;
 #[derive(Debug)]
 pub struct Frame {
     pub kind: FrameKind,
+    pub codec: Codec,
     /// Decode timestamp, milliseconds on the stream's clock.
     pub dts: i64,
     /// Presentation timestamp, milliseconds; differs from `dts` with B-frames.
@@ -90,6 +100,11 @@ impl Frame {
     pub fn new(kind: FrameKind, dts: i64, pts: i64, data: Bytes) -> Self {
         Frame {
             kind,
+            codec: if kind.is_video() {
+                Codec::H264
+            } else {
+                Codec::Aac
+            },
             dts,
             pts,
             keyframe: false,
@@ -112,6 +127,12 @@ impl Frame {
         Frame::new(FrameKind::Audio, dts, dts, data)
     }
 
+    /// The same frame with another codec (the constructors assume H.264 and AAC).
+    pub fn with_codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
     /// Composition time offset (pts - dts), clamped to what containers carry.
     pub fn cts(&self) -> i32 {
         (self.pts - self.dts).clamp(-(1 << 23), (1 << 23) - 1) as i32
@@ -130,6 +151,7 @@ impl Frame {
     pub fn shifted(&self, offset_ms: i64) -> Self {
         Frame {
             kind: self.kind,
+            codec: self.codec,
             dts: self.dts + offset_ms,
             pts: self.pts + offset_ms,
             keyframe: self.keyframe,

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::aac::AacConfig;
 use crate::avc::AvcConfig;
-use crate::frame::{AudioCodec, Frame, FrameKind, VideoCodec};
+use crate::frame::{AudioCodec, Codec, Frame, FrameKind, VideoCodec};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct VideoInfo {
@@ -55,6 +55,14 @@ impl StreamInfo {
                 }
                 Err(e) => tracing::debug!("video config not understood: {e}"),
             },
+            FrameKind::AudioConfig if frame.codec == Codec::Opus => {
+                self.audio = Some(AudioInfo {
+                    codec: AudioCodec::Opus,
+                    codec_string: "opus".into(),
+                    sample_rate: 48_000,
+                    channels: frame.data.get(9).copied().unwrap_or(2),
+                })
+            }
             FrameKind::AudioConfig => match AacConfig::parse(&frame.data) {
                 Ok(cfg) => {
                     self.audio = Some(AudioInfo {

@@ -15,7 +15,7 @@ mod stats;
 mod stream;
 mod subscriber;
 
-pub use frame::{AudioCodec, Frame, FrameKind, MuxFormat, VideoCodec};
+pub use frame::{AudioCodec, Codec, Frame, FrameKind, MuxFormat, VideoCodec};
 pub use hub::{Hub, HubConfig, HubEvent, PublishError, SubscribeError};
 pub use info::{AudioInfo, StreamInfo, VideoInfo};
 pub use key::{KeyError, StreamKey};

@@ -41,6 +41,16 @@ pub struct ServeArgs {
     /// HTTP listen address for HTTP-FLV, HLS, the API and metrics [default: 0.0.0.0:8080].
     #[arg(long, env = "COSTREAM_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
+    /// WebRTC UDP address shared by all WHIP/WHEP sessions [default: 0.0.0.0:8000].
+    #[arg(long, env = "COSTREAM_RTC_LISTEN")]
+    pub rtc_listen: Option<SocketAddr>,
+    /// An IP announced to WebRTC clients (repeat for several; the public IP behind NAT).
+    #[arg(
+        long = "rtc-public-ip",
+        env = "COSTREAM_RTC_PUBLIC_IP",
+        value_delimiter = ','
+    )]
+    pub rtc_public_ips: Vec<std::net::IpAddr>,
     /// Require publishers to present a token signed with this secret.
     #[arg(long, env = "COSTREAM_PUBLISH_SECRET", hide_env_values = true)]
     pub publish_secret: Option<String>,
@@ -86,6 +96,12 @@ impl ServeArgs {
         }
         if let Some(a) = self.http_listen {
             config.http.listen = a;
+        }
+        if let Some(a) = self.rtc_listen {
+            config.rtc.udp_listen = a;
+        }
+        if !self.rtc_public_ips.is_empty() {
+            config.rtc.public_ips = self.rtc_public_ips.clone();
         }
         if let Some(s) = &self.publish_secret {
             config.auth.publish_secret = Some(s.clone()).filter(|s| !s.is_empty());

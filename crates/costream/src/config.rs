@@ -14,6 +14,7 @@ pub struct Config {
     pub rtmp: RtmpConfig,
     pub http: HttpConfig,
     pub hls: HlsConfig,
+    pub rtc: RtcConfig,
     pub hub: HubSection,
     pub auth: AuthConfig,
     pub log: LogConfig,
@@ -56,6 +57,32 @@ pub struct HlsConfig {
     /// How long an ended stream's playlist (with ENDLIST) stays readable.
     #[serde(with = "humantime_serde")]
     pub keep_after_end: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtcConfig {
+    pub enabled: bool,
+    /// The one UDP port every WebRTC session (WHIP, WHEP) shares.
+    pub udp_listen: SocketAddr,
+    /// Addresses announced to clients as ICE candidates. Empty: the bound
+    /// address, or when bound to 0.0.0.0 this host's primary address and
+    /// 127.0.0.1. Set the public IP when the server is behind NAT.
+    pub public_ips: Vec<std::net::IpAddr>,
+    /// A session that receives nothing for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+}
+
+impl Default for RtcConfig {
+    fn default() -> Self {
+        RtcConfig {
+            enabled: true,
+            udp_listen: ([0, 0, 0, 0], 8000).into(),
+            public_ips: Vec::new(),
+            session_timeout: Duration::from_secs(15),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

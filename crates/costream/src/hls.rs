@@ -99,6 +99,9 @@ impl HlsService {
             let mut sub = sub;
             let mut segmenter = Segmenter::new(seg_config);
             while let Some(frame) = sub.recv().await {
+                if !crate::mux::flv_carries(&frame) {
+                    continue;
+                }
                 if let Some(seg) = segmenter.push(&frame) {
                     hls.add(seg);
                 }

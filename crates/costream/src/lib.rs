@@ -13,3 +13,4 @@ pub mod metrics;
 pub mod mux;
 pub mod rtmp;
 pub mod server;
+pub mod webrtc;

@@ -2,7 +2,7 @@
 //! by every viewer of that protocol (see `Frame::muxed`).
 
 use bytes::{Bytes, BytesMut};
-use costream_hub::{Frame, FrameKind, MuxFormat, StreamInfo};
+use costream_hub::{Codec, Frame, FrameKind, MuxFormat, StreamInfo};
 use costream_rtmp::{amf0, encode_message, msg_type, Amf0Value, CSID_AUDIO, CSID_VIDEO};
 
 /// The complete FLV tag of a frame (HTTP-FLV).
@@ -89,6 +89,12 @@ pub fn flv_metadata_tag(info: &StreamInfo) -> Bytes {
     let mut body = BytesMut::with_capacity(256);
     amf0::encode(&on_metadata(info), &mut body);
     costream_flv::script_tag(0, &body)
+}
+
+/// Whether FLV (and so RTMP and HLS's MPEG-TS) can carry the frame's codec.
+/// Opus from WebRTC publishers needs the bridge to become AAC first.
+pub fn flv_carries(frame: &Frame) -> bool {
+    matches!(frame.codec, Codec::H264 | Codec::Aac)
 }
 
 /// Whether a frame is a picture a player can show (for first-frame timing).

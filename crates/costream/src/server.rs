@@ -16,11 +16,15 @@ pub struct AppState {
     pub config: Config,
     pub hub: Hub,
     pub hls: HlsService,
+    /// `None` when WebRTC is disabled.
+    pub rtc: Option<crate::webrtc::RtcService>,
 }
 
 pub struct Server {
     pub rtmp_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// The WebRTC UDP address, when enabled.
+    pub rtc_addr: Option<SocketAddr>,
     pub state: Arc<AppState>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -39,7 +43,17 @@ impl Server {
             .with_context(|| format!("binding HTTP to {}", config.http.listen))?;
         let rtmp_addr = rtmp.local_addr()?;
         let http_addr = http.local_addr()?;
-        let state = Arc::new(AppState { config, hub, hls });
+        let rtc = if config.rtc.enabled {
+            Some(crate::webrtc::RtcService::start(&config.rtc, hub.clone()).await?)
+        } else {
+            None
+        };
+        let state = Arc::new(AppState {
+            config,
+            hub,
+            hls,
+            rtc,
+        });
         let app = crate::http::router(state.clone());
         let mut tasks = vec![tokio::spawn(crate::rtmp::accept_loop(rtmp, state.clone()))];
         tasks.push(tokio::spawn(crate::http::accept_loop(
@@ -60,6 +74,7 @@ impl Server {
             );
         }
         Ok(Server {
+            rtc_addr: state.rtc.as_ref().map(|r| r.udp_addr),
             rtmp_addr,
             http_addr,
             state,

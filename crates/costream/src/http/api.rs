@@ -17,6 +17,7 @@ pub(super) fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/streams", get(list))
         .route("/streams/{app}/{stream}", get(show).delete(kick))
+        .route("/webrtc/sessions", get(rtc_sessions))
 }
 
 async fn list(State(state): State<Arc<AppState>>) -> Json<Value> {
@@ -47,6 +48,14 @@ async fn kick(
         }
         Err(r) => *r,
     }
+}
+
+async fn rtc_sessions(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let sessions = match &state.rtc {
+        Some(rtc) => rtc.sessions().await,
+        None => Vec::new(),
+    };
+    Json(json!({ "sessions": sessions }))
 }
 
 fn lookup(state: &AppState, app: &str, stream: &str) -> Result<Arc<Stream>, Box<Response>> {

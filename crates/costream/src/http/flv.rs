@@ -86,7 +86,12 @@ impl Viewer {
         if let Some(head) = self.head.take() {
             return Some(head);
         }
-        let frame = self.sub.recv().await?;
+        let frame = loop {
+            let f = self.sub.recv().await?;
+            if mux::flv_carries(&f) {
+                break f;
+            }
+        };
         if !self.first_picture && mux::is_picture(&frame) {
             self.first_picture = true;
             metrics::histogram!(crate::metrics::FIRST_FRAME, "protocol" => "flv")

@@ -130,7 +130,7 @@ async fn serve_flv(
         if !sub.recv_batch(&mut batch, BATCH).await {
             break Ok(());
         }
-        for frame in batch.drain(..) {
+        for frame in batch.drain(..).filter(|f| crate::mux::flv_carries(f)) {
             if !first_picture && crate::mux::is_picture(&frame) {
                 first_picture = true;
                 metrics::histogram!(crate::metrics::FIRST_FRAME, "protocol" => "flv")

@@ -29,12 +29,25 @@ pub fn router(state: Arc<AppState>) -> Router {
     };
     let cors = CorsLayer::new()
         .allow_origin(origin)
-        .allow_methods([Method::GET, Method::DELETE, Method::OPTIONS])
-        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, header::RANGE]);
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::RANGE,
+            header::IF_MATCH,
+        ])
+        .expose_headers([header::LOCATION, header::ETAG, header::LINK]);
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .nest("/api/v1", api::router())
+        .merge(crate::webrtc::http::router())
         .route("/{app}/{file}", get(media))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such resource") })
         .layer(cors)

@@ -82,7 +82,7 @@ pub(super) async fn run(
                     return Ok(());
                 }
                 let chunk_size = session.chunk_size();
-                for frame in batch.drain(..) {
+                for frame in batch.drain(..).filter(|f| mux::flv_carries(f)) {
                     if !first_picture && mux::is_picture(&frame) {
                         first_picture = true;
                         metrics::histogram!(crate::metrics::FIRST_FRAME, "protocol" => "rtmp")

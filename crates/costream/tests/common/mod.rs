@@ -18,6 +18,8 @@ pub async fn start_server(tweak: impl FnOnce(&mut Config)) -> Server {
     let mut config = Config::default();
     config.rtmp.listen = "127.0.0.1:0".parse().unwrap();
     config.http.listen = "127.0.0.1:0".parse().unwrap();
+    config.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
+    config.rtc.public_ips = vec!["127.0.0.1".parse().unwrap()];
     tweak(&mut config);
     Server::start(config).await.expect("server starts")
 }
@@ -272,4 +274,41 @@ impl RtmpClient {
         .await
         .expect("RTMP server answered in time")
     }
+}
+
+/// An HTTP/1.0 request with a body: (status, head, body).
+pub async fn http_send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.0\r\nHost: test\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("response in time")
+        .unwrap();
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("headers");
+    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head, buf[end + 4..].to_vec())
+}
+
+/// A response header's value.
+pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
 }

@@ -1,0 +1,166 @@
+//! Frames between WebRTC and the hub. WebRTC carries H.264 in Annex B with
+//! parameter sets in band and RTP clocks per track; the hub keeps AVCC
+//! frames, configs as separate frames, and one millisecond clock.
+
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use costream_hub::avc::{self, AvcConfig};
+use costream_hub::{Codec, Frame, FrameKind};
+use costream_rtc::{Codec as RtcCodec, MediaFrame, MediaOut};
+
+/// An OpusHead (RFC 7845 §5.1): version 1, stereo, no pre-skip, 48 kHz.
+const OPUS_HEAD: &[u8] = b"OpusHead\x01\x02\x00\x00\x80\xbb\x00\x00\x00\x00\x00";
+
+/// One WHIP publisher's conversion state.
+#[derive(Default)]
+pub struct IngestClock {
+    start: Option<Instant>,
+    video: Option<TrackClock>,
+    audio: Option<TrackClock>,
+    sps: Option<Bytes>,
+    pps: Option<Bytes>,
+    sent_audio_config: bool,
+}
+
+struct TrackClock {
+    first_rtp: u64,
+    base_ms: i64,
+}
+
+impl IngestClock {
+    /// Hub frames for one received WebRTC frame (a config may come first).
+    /// Video before the first SPS/PPS is dropped: nothing could decode it.
+    pub fn convert(&mut self, frame: &MediaFrame) -> Vec<Frame> {
+        let start = *self.start.get_or_insert(frame.network_time);
+        let slot = match frame.codec {
+            RtcCodec::H264 => &mut self.video,
+            RtcCodec::Opus => &mut self.audio,
+            RtcCodec::Vp8 => return Vec::new(),
+        };
+        // Tracks start on the wall clock's arrival time; afterwards their own
+        // RTP clock times them (sender-report sync comes with the bridge).
+        let clock = slot.get_or_insert_with(|| TrackClock {
+            first_rtp: frame.rtp_time,
+            base_ms: frame
+                .network_time
+                .saturating_duration_since(start)
+                .as_millis() as i64,
+        });
+        let elapsed = frame.rtp_time.wrapping_sub(clock.first_rtp) as i64;
+        let ms = clock.base_ms + elapsed * 1000 / frame.clock_rate.max(1) as i64;
+        match frame.codec {
+            RtcCodec::H264 => self.h264(ms, frame),
+            RtcCodec::Opus => {
+                let mut out = Vec::with_capacity(2);
+                if !self.sent_audio_config {
+                    self.sent_audio_config = true;
+                    out.push(
+                        Frame::new(
+                            FrameKind::AudioConfig,
+                            ms,
+                            ms,
+                            Bytes::from_static(OPUS_HEAD),
+                        )
+                        .with_codec(Codec::Opus),
+                    );
+                }
+                out.push(Frame::audio(ms, frame.data.clone()).with_codec(Codec::Opus));
+                out
+            }
+            RtcCodec::Vp8 => Vec::new(),
+        }
+    }
+
+    fn h264(&mut self, ms: i64, frame: &MediaFrame) -> Vec<Frame> {
+        let mut out = Vec::with_capacity(2);
+        let mut au = BytesMut::with_capacity(frame.data.len() + 16);
+        let (mut sps, mut pps) = (None, None);
+        for nal in avc::annexb_nalus(&frame.data) {
+            match nal[0] & 0x1f {
+                avc::NAL_SPS => sps = Some(Bytes::copy_from_slice(nal)),
+                avc::NAL_PPS => pps = Some(Bytes::copy_from_slice(nal)),
+                avc::NAL_AUD => {}
+                _ => {
+                    au.put_u32(nal.len() as u32);
+                    au.put_slice(nal);
+                }
+            }
+        }
+        let changed = (sps.is_some() && sps != self.sps) || (pps.is_some() && pps != self.pps);
+        if sps.is_some() {
+            self.sps = sps;
+        }
+        if pps.is_some() {
+            self.pps = pps;
+        }
+        if changed {
+            if let (Some(s), Some(p)) = (&self.sps, &self.pps) {
+                if let Ok(cfg) = AvcConfig::from_parameter_sets(vec![s.clone()], vec![p.clone()]) {
+                    out.push(Frame::new(FrameKind::VideoConfig, ms, ms, cfg.to_record()));
+                }
+            }
+        }
+        if self.sps.is_some() && self.pps.is_some() && !au.is_empty() {
+            let au = au.freeze();
+            let keyframe = avc::has_idr(&au);
+            out.push(Frame::video(ms, ms, keyframe, au));
+        }
+        out
+    }
+
+    pub fn has_video_config(&self) -> bool {
+        self.sps.is_some() && self.pps.is_some()
+    }
+}
+
+/// One WHEP viewer's conversion state.
+#[derive(Default)]
+pub struct EgressState {
+    parameter_sets: Option<Bytes>,
+}
+
+impl EgressState {
+    /// The WebRTC payload for a hub frame, if WebRTC can carry it.
+    pub fn convert(&mut self, frame: &Frame) -> Option<(RtcCodec, u64, Bytes)> {
+        match (frame.kind, frame.codec) {
+            (FrameKind::VideoConfig, _) => {
+                let cfg = AvcConfig::parse(&frame.data).ok()?;
+                let mut ps = BytesMut::new();
+                for nal in cfg.sps.iter().chain(&cfg.pps) {
+                    ps.put_slice(&[0, 0, 0, 1]);
+                    ps.put_slice(nal);
+                }
+                self.parameter_sets = Some(ps.freeze());
+                None
+            }
+            (FrameKind::Video, Codec::H264) => {
+                let mut au = BytesMut::with_capacity(frame.data.len() + 64);
+                if frame.keyframe {
+                    // Browsers need SPS/PPS in front of every IDR.
+                    au.put_slice(self.parameter_sets.as_deref()?);
+                }
+                avc::avcc_to_annexb(&frame.data, &mut au);
+                Some((RtcCodec::H264, rtp_time(frame.pts, 90), au.freeze()))
+            }
+            (FrameKind::Audio, Codec::Opus) => {
+                Some((RtcCodec::Opus, rtp_time(frame.dts, 48), frame.data.clone()))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn rtp_time(ms: i64, ticks_per_ms: u64) -> u64 {
+    ms.max(0) as u64 * ticks_per_ms
+}
+
+/// Borrow form for `RtcHost::write_media`.
+pub fn media_out(codec: RtcCodec, rtp_time: u64, data: &[u8]) -> MediaOut<'_> {
+    MediaOut {
+        codec,
+        rtp_time,
+        wallclock: Instant::now(),
+        data,
+    }
+}

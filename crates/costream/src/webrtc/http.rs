@@ -1,0 +1,167 @@
+//! WHIP (RFC 9725) and WHEP endpoints: an SDP offer in, `201 Created` with
+//! the answer and the session's URL out; PATCH for trickled candidates,
+//! DELETE to end.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{patch, post};
+use axum::Router;
+use costream_hub::StreamKey;
+use costream_rtc::{Direction, RtcError, SessionId, MAX_OFFER_LEN};
+
+use super::OfferError;
+use crate::http::error;
+use crate::server::AppState;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/whip/{app}/{stream}", post(whip))
+        .route("/whep/{app}/{stream}", post(whep))
+        .route("/whip/{app}/{stream}/{session}", patch(trickle).delete(end))
+        .route("/whep/{app}/{stream}/{session}", patch(trickle).delete(end))
+}
+
+async fn whip(
+    state: State<Arc<AppState>>,
+    path: Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    offer(state, path, headers, body, Direction::Publish).await
+}
+
+async fn whep(
+    state: State<Arc<AppState>>,
+    path: Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    offer(state, path, headers, body, Direction::Play).await
+}
+
+async fn offer(
+    State(state): State<Arc<AppState>>,
+    Path((app, stream)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+    direction: Direction,
+) -> Response {
+    let Some(rtc) = &state.rtc else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "WebRTC is disabled on this server",
+        );
+    };
+    let key = match StreamKey::new(&app, &stream) {
+        Ok(k) => k,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad stream key: {e}")),
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.starts_with("application/sdp") {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the offer must be sent as application/sdp",
+        );
+    }
+    if body.len() > MAX_OFFER_LEN {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "the SDP offer is too large");
+    }
+    let Ok(sdp) = String::from_utf8(body.to_vec()) else {
+        return error(StatusCode::BAD_REQUEST, "the SDP offer is not UTF-8 text");
+    };
+    if direction == Direction::Publish {
+        if let Some(secret) = &state.config.auth.publish_secret {
+            let token = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            if let Err(e) = crate::auth::verify_publish(secret, &key, token) {
+                return error(StatusCode::UNAUTHORIZED, &e.to_string());
+            }
+        }
+    }
+    let kind = if direction == Direction::Publish {
+        "whip"
+    } else {
+        "whep"
+    };
+    match rtc.offer(direction, key.clone(), sdp).await {
+        Ok((session, answer)) => {
+            let location = format!("/{kind}/{key}/{}", session.0);
+            (
+                StatusCode::CREATED,
+                [
+                    (header::CONTENT_TYPE, "application/sdp".to_string()),
+                    (header::LOCATION, location),
+                ],
+                answer,
+            )
+                .into_response()
+        }
+        Err(e) => {
+            let status = match &e {
+                OfferError::Busy(_) => StatusCode::CONFLICT,
+                OfferError::NotLive(_) => StatusCode::NOT_FOUND,
+                OfferError::Rtc(RtcError::TooManySessions(_)) | OfferError::Stopped => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                OfferError::Rtc(RtcError::NoSupportedCodec(_)) => StatusCode::NOT_ACCEPTABLE,
+                OfferError::Rtc(_) => StatusCode::BAD_REQUEST,
+            };
+            tracing::info!(stream = %key, "{kind} offer refused: {e}");
+            error(status, &e.to_string())
+        }
+    }
+}
+
+fn session_id(s: &str) -> Option<SessionId> {
+    s.parse().ok().map(SessionId)
+}
+
+/// Trickle ICE (RFC 8840 fragments): the `a=candidate:` lines are added.
+async fn trickle(
+    State(state): State<Arc<AppState>>,
+    Path((_app, _stream, session)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
+    let (Some(rtc), Some(session)) = (&state.rtc, session_id(&session)) else {
+        return error(StatusCode::NOT_FOUND, "no such session");
+    };
+    let text = String::from_utf8_lossy(&body);
+    let lines: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("a="))
+        .filter(|l| l.starts_with("candidate:"))
+        .map(String::from)
+        .collect();
+    match rtc.add_candidates(session, lines).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(RtcError::UnknownSession(_)) => error(StatusCode::NOT_FOUND, "no such session"),
+        Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
+async fn end(
+    State(state): State<Arc<AppState>>,
+    Path((app, stream, session)): Path<(String, String, String)>,
+) -> Response {
+    let (Some(rtc), Some(session), Ok(key)) = (
+        &state.rtc,
+        session_id(&session),
+        StreamKey::new(&app, &stream),
+    ) else {
+        return error(StatusCode::NOT_FOUND, "no such session");
+    };
+    if rtc.delete(key, session).await {
+        StatusCode::OK.into_response()
+    } else {
+        error(StatusCode::NOT_FOUND, "no such session")
+    }
+}

@@ -1,0 +1,506 @@
+//! WebRTC: WHIP publishing and WHEP playback. One task owns the UDP socket
+//! and the `costream_rtc::RtcHost` (all sessions); HTTP handlers and the
+//! per-viewer forwarders talk to it over bounded channels.
+
+mod convert;
+pub mod http;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use costream_hub::{Frame, Hub, Protocol, PublishError, Publisher, StreamKey, Subscriber};
+use costream_rtc::{
+    Direction, HostOutput, RtcError, RtcHost, RtcHostConfig, SessionEvent, SessionId,
+};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::config::RtcConfig;
+use convert::{EgressState, IngestClock};
+
+/// Keyframe requests forwarded to a publisher at most this often.
+const PLI_INTERVAL: Duration = Duration::from_millis(500);
+
+#[derive(Clone)]
+pub struct RtcService {
+    commands: mpsc::Sender<Command>,
+    pub udp_addr: SocketAddr,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OfferError {
+    #[error(transparent)]
+    Rtc(#[from] RtcError),
+    #[error(transparent)]
+    Busy(#[from] PublishError),
+    #[error("stream {0} is not live")]
+    NotLive(StreamKey),
+    #[error("the WebRTC service is not running")]
+    Stopped,
+}
+
+enum Command {
+    Offer {
+        direction: Direction,
+        key: StreamKey,
+        sdp: String,
+        reply: oneshot::Sender<Result<(SessionId, String), OfferError>>,
+    },
+    Candidates {
+        session: SessionId,
+        lines: Vec<String>,
+        reply: oneshot::Sender<Result<(), RtcError>>,
+    },
+    Delete {
+        key: StreamKey,
+        session: SessionId,
+        reply: oneshot::Sender<bool>,
+    },
+    Media {
+        session: SessionId,
+        frame: Arc<Frame>,
+    },
+    Ended {
+        session: SessionId,
+    },
+    Sessions {
+        reply: oneshot::Sender<Vec<SessionInfo>>,
+    },
+}
+
+/// A session as the API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionInfo {
+    pub id: String,
+    pub stream: String,
+    pub direction: &'static str,
+    pub connected: bool,
+    pub remote: Option<String>,
+    pub rtt_ms: Option<f64>,
+    pub loss: Option<f32>,
+    pub rx_kbps: u64,
+    pub tx_kbps: u64,
+}
+
+impl RtcService {
+    pub async fn start(config: &RtcConfig, hub: Hub) -> anyhow::Result<RtcService> {
+        let socket = UdpSocket::bind(config.udp_listen)
+            .await
+            .with_context(|| format!("binding WebRTC UDP to {}", config.udp_listen))?;
+        let udp_addr = socket.local_addr()?;
+        let candidates = candidates(config, udp_addr);
+        tracing::info!(
+            "WebRTC on udp://{udp_addr} (WHIP /whip/APP/STREAM, WHEP /whep/APP/STREAM), candidates {candidates:?}"
+        );
+        let host = RtcHost::new(RtcHostConfig {
+            session_timeout: config.session_timeout,
+            ..RtcHostConfig::new(candidates)
+        });
+        let (tx, rx) = mpsc::channel(4096);
+        let task = Task {
+            host,
+            socket,
+            local: udp_addr,
+            hub,
+            commands: tx.clone(),
+            sessions: HashMap::new(),
+            publishers: HashMap::new(),
+        };
+        tokio::spawn(task.run(rx));
+        Ok(RtcService {
+            commands: tx,
+            udp_addr,
+        })
+    }
+
+    pub async fn offer(
+        &self,
+        direction: Direction,
+        key: StreamKey,
+        sdp: String,
+    ) -> Result<(SessionId, String), OfferError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Offer {
+                direction,
+                key,
+                sdp,
+                reply,
+            })
+            .await
+            .map_err(|_| OfferError::Stopped)?;
+        rx.await.map_err(|_| OfferError::Stopped)?
+    }
+
+    pub async fn add_candidates(
+        &self,
+        session: SessionId,
+        lines: Vec<String>,
+    ) -> Result<(), RtcError> {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Candidates {
+                session,
+                lines,
+                reply,
+            })
+            .await
+            .is_err()
+        {
+            return Err(RtcError::UnknownSession(session));
+        }
+        rx.await.unwrap_or(Err(RtcError::UnknownSession(session)))
+    }
+
+    /// Ends a session of `key`; false when there is no such session.
+    pub async fn delete(&self, key: StreamKey, session: SessionId) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Delete {
+                key,
+                session,
+                reply,
+            })
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
+    pub async fn sessions(&self) -> Vec<SessionInfo> {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Sessions { reply })
+            .await
+            .is_err()
+        {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+}
+
+/// ICE candidates to announce for the bound UDP address.
+fn candidates(config: &RtcConfig, bound: SocketAddr) -> Vec<SocketAddr> {
+    let port = bound.port();
+    if !config.public_ips.is_empty() {
+        return config
+            .public_ips
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, port))
+            .collect();
+    }
+    if !bound.ip().is_unspecified() {
+        return vec![bound];
+    }
+    let mut out = Vec::new();
+    if let Some(ip) = primary_ip() {
+        out.push(SocketAddr::new(ip, port));
+    }
+    out.push(SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port));
+    out
+}
+
+/// The address this host uses for outbound traffic. A UDP `connect` only
+/// picks a route; no packet is sent.
+fn primary_ip() -> Option<IpAddr> {
+    let s = StdUdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_unspecified() && !ip.is_loopback()).then_some(ip)
+}
+
+struct Session {
+    key: StreamKey,
+    direction: Direction,
+    /// Publish sessions: the hub slot and the clock conversion.
+    publisher: Option<(Publisher, IngestClock)>,
+    /// Play sessions: the viewer, until the connection is up.
+    pending_viewer: Option<Subscriber>,
+    forwarder: Option<JoinHandle<()>>,
+    egress: EgressState,
+    /// When the viewer asked for a keyframe the publisher hasn't been asked for yet.
+    last_pli: Option<Instant>,
+}
+
+struct Task {
+    host: RtcHost,
+    socket: UdpSocket,
+    local: SocketAddr,
+    hub: Hub,
+    commands: mpsc::Sender<Command>,
+    sessions: HashMap<SessionId, Session>,
+    /// The WHIP session publishing each stream, for keyframe requests.
+    publishers: HashMap<StreamKey, SessionId>,
+}
+
+impl Task {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let deadline = self.drain(Instant::now()).await;
+            tokio::select! {
+                r = self.socket.recv_from(&mut buf) => match r {
+                    Ok((n, source)) => self.host.handle_datagram(Instant::now(), source, self.local, &buf[..n]),
+                    Err(e) => tracing::debug!("webrtc recv: {e}"),
+                },
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => self.command(cmd),
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+            }
+        }
+    }
+
+    /// Sends what the host has to send, handles its events; returns when
+    /// it next wants time.
+    async fn drain(&mut self, now: Instant) -> Instant {
+        loop {
+            match self.host.poll(now) {
+                HostOutput::Transmit {
+                    destination, data, ..
+                } => {
+                    if let Err(e) = self.socket.send_to(&data, destination).await {
+                        tracing::debug!("webrtc send to {destination}: {e}");
+                    }
+                }
+                HostOutput::Event { session, event } => self.event(session, event, now),
+                HostOutput::Timeout(t) => return t.min(now + Duration::from_millis(100)),
+            }
+        }
+    }
+
+    fn event(&mut self, id: SessionId, event: SessionEvent, now: Instant) {
+        match event {
+            SessionEvent::Connected => {
+                let Some(s) = self.sessions.get_mut(&id) else {
+                    return;
+                };
+                tracing::info!(session = %id, stream = %s.key, "WebRTC connected");
+                if let Some(sub) = s.pending_viewer.take() {
+                    s.forwarder = Some(tokio::spawn(forward(sub, id, self.commands.clone())));
+                }
+            }
+            SessionEvent::MediaIn(frame) => {
+                let Some(s) = self.sessions.get_mut(&id) else {
+                    return;
+                };
+                let Some((publisher, clock)) = &mut s.publisher else {
+                    return;
+                };
+                let had_config = clock.has_video_config();
+                for f in clock.convert(&frame) {
+                    if publisher.push(f).is_err() {
+                        // Kicked through the API: end the session.
+                        self.host.close(id);
+                        return;
+                    }
+                }
+                if !had_config
+                    && !clock.has_video_config()
+                    && frame.kind == costream_rtc::MediaKind::Video
+                {
+                    // Joined mid-GOP: nothing decodes until the next keyframe.
+                    let due = s
+                        .last_pli
+                        .is_none_or(|t| now.duration_since(t) >= PLI_INTERVAL);
+                    if due {
+                        s.last_pli = Some(now);
+                        let _ = self.host.request_keyframe(id, now);
+                    }
+                }
+            }
+            SessionEvent::KeyframeRequest(_) => {
+                let Some(key) = self.sessions.get(&id).map(|s| s.key.clone()) else {
+                    return;
+                };
+                let Some(&publisher) = self.publishers.get(&key) else {
+                    return;
+                };
+                let Some(p) = self.sessions.get_mut(&publisher) else {
+                    return;
+                };
+                if p.last_pli
+                    .is_none_or(|t| now.duration_since(t) >= PLI_INTERVAL)
+                {
+                    p.last_pli = Some(now);
+                    let _ = self.host.request_keyframe(publisher, now);
+                }
+            }
+            SessionEvent::Closed { reason } => {
+                let Some(s) = self.sessions.remove(&id) else {
+                    return;
+                };
+                tracing::info!(session = %id, stream = %s.key, "WebRTC session closed: {reason:?}");
+                if let Some(f) = s.forwarder {
+                    f.abort();
+                }
+                if s.direction == Direction::Publish {
+                    if self.publishers.get(&s.key) == Some(&id) {
+                        self.publishers.remove(&s.key);
+                    }
+                    if let Some((publisher, _)) = s.publisher {
+                        // A DELETE is a goodbye; a timeout may be a network
+                        // switch, so the grace period applies.
+                        if matches!(reason, costream_rtc::CloseReason::Local) {
+                            publisher.end();
+                        }
+                    }
+                }
+            }
+            // Events this server has no use for yet.
+            _ => {}
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        let now = Instant::now();
+        match cmd {
+            Command::Offer {
+                direction,
+                key,
+                sdp,
+                reply,
+            } => {
+                let _ = reply.send(self.offer(direction, key, &sdp, now));
+            }
+            Command::Candidates {
+                session,
+                lines,
+                reply,
+            } => {
+                let r = lines
+                    .iter()
+                    .try_for_each(|l| self.host.add_remote_candidate(session, l, now));
+                let _ = reply.send(r);
+            }
+            Command::Delete {
+                key,
+                session,
+                reply,
+            } => {
+                let ok = self.sessions.get(&session).is_some_and(|s| s.key == key)
+                    && self.host.close(session);
+                let _ = reply.send(ok);
+            }
+            Command::Media { session, frame } => {
+                let Some(s) = self.sessions.get_mut(&session) else {
+                    return;
+                };
+                if let Some((codec, rtp_time, data)) = s.egress.convert(&frame) {
+                    if let Err(e) = self.host.write_media(
+                        session,
+                        convert::media_out(codec, rtp_time, &data),
+                        now,
+                    ) {
+                        tracing::trace!(%session, "write_media: {e}");
+                    }
+                }
+            }
+            Command::Ended { session } => {
+                self.host.close(session);
+            }
+            Command::Sessions { reply } => {
+                let list = self
+                    .sessions
+                    .iter()
+                    .map(|(id, s)| {
+                        let st = self.host.stats(*id);
+                        SessionInfo {
+                            id: id.0.to_string(),
+                            stream: s.key.to_string(),
+                            direction: if s.direction == Direction::Publish {
+                                "whip"
+                            } else {
+                                "whep"
+                            },
+                            connected: st.as_ref().is_some_and(|x| x.connected),
+                            remote: st.as_ref().and_then(|x| x.remote.map(|r| r.to_string())),
+                            rtt_ms: st
+                                .as_ref()
+                                .and_then(|x| x.rtt.map(|d| d.as_secs_f64() * 1000.0)),
+                            loss: st.as_ref().and_then(|x| x.ingress_loss.or(x.egress_loss)),
+                            rx_kbps: st.as_ref().map_or(0, |x| x.rx_bitrate / 1000),
+                            tx_kbps: st.as_ref().map_or(0, |x| x.tx_bitrate / 1000),
+                        }
+                    })
+                    .collect();
+                let _ = reply.send(list);
+            }
+        }
+    }
+
+    fn offer(
+        &mut self,
+        direction: Direction,
+        key: StreamKey,
+        sdp: &str,
+        now: Instant,
+    ) -> Result<(SessionId, String), OfferError> {
+        // Take the hub side first so a refused publish leaves no session.
+        let (publisher, viewer) = match direction {
+            Direction::Publish => (Some(self.hub.publish(key.clone(), Protocol::WebRtc)?), None),
+            Direction::Play => {
+                let sub = self
+                    .hub
+                    .subscribe(&key, Protocol::WebRtc)
+                    .map_err(|_| OfferError::NotLive(key.clone()))?;
+                (None, Some(sub))
+            }
+        };
+        let (id, answer) = match self.host.accept_offer(direction, sdp, now) {
+            Ok(ok) => ok,
+            Err(e) => {
+                if let Some(p) = publisher {
+                    p.end();
+                }
+                return Err(e.into());
+            }
+        };
+        if direction == Direction::Publish {
+            self.publishers.insert(key.clone(), id);
+        }
+        tracing::info!(session = %id, stream = %key, ?direction, "WebRTC session offered");
+        self.sessions.insert(
+            id,
+            Session {
+                key,
+                direction,
+                publisher: publisher.map(|p| (p, IngestClock::default())),
+                pending_viewer: viewer,
+                forwarder: None,
+                egress: EgressState::default(),
+                last_pli: None,
+            },
+        );
+        Ok((id, answer))
+    }
+}
+
+/// Moves a WHEP viewer's frames from the hub to the RTC task. If the task
+/// is too busy to take them, the viewer waits for the next keyframe.
+async fn forward(mut sub: Subscriber, session: SessionId, commands: mpsc::Sender<Command>) {
+    let mut skipping = false;
+    while let Some(frame) = sub.recv().await {
+        if skipping && !frame.keyframe && !frame.kind.is_config() {
+            continue;
+        }
+        skipping = false;
+        match commands.try_send(Command::Media { session, frame }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => skipping = true,
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+    let _ = commands.send(Command::Ended { session }).await;
+}

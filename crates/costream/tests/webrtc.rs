@@ -1,0 +1,434 @@
+//! WHIP publish and WHEP play through the server's HTTP endpoints and its one
+//! UDP port, with str0m clients (what OBS or a browser would be).
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::*;
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, Frequency, MediaData, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
+
+/// A WebRTC client on its own UDP socket.
+struct Peer {
+    rtc: Rtc,
+    socket: UdpSocket,
+    addr: SocketAddr,
+    video: Mid,
+    audio: Mid,
+    connected: bool,
+    media: Vec<MediaData>,
+    timeout: Instant,
+    pending: Option<SdpPendingOffer>,
+}
+
+impl Peer {
+    fn new(dir: Direction) -> (Peer, String) {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let addr = socket.local_addr().unwrap();
+        let now = Instant::now();
+        let mut rtc = RtcConfig::new().build(now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let mut api = rtc.sdp_api();
+        let video = api.add_media(MediaKind::Video, dir, None, None, None);
+        let audio = api.add_media(MediaKind::Audio, dir, None, None, None);
+        let (offer, pending) = api.apply().unwrap();
+        let peer = Peer {
+            rtc,
+            socket,
+            addr,
+            video,
+            audio,
+            connected: false,
+            media: Vec::new(),
+            timeout: now,
+            pending: Some(pending),
+        };
+        (peer, offer.to_sdp_string())
+    }
+
+    fn accept_answer(&mut self, answer: &str) {
+        let answer = SdpAnswer::from_sdp_string(answer).expect("the answer parses");
+        let pending = self.pending.take().unwrap();
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .expect("answer accepted");
+        self.drain();
+    }
+
+    fn pump(&mut self) {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, source)) = self.socket.recv_from(&mut buf) {
+            if let Ok(r) = Receive::new(Protocol::Udp, source, self.addr, &buf[..n]) {
+                let _ = self.rtc.handle_input(Input::Receive(Instant::now(), r));
+                self.drain();
+            }
+        }
+        let now = Instant::now();
+        if now >= self.timeout {
+            let _ = self.rtc.handle_input(Input::Timeout(now));
+            self.drain();
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Ok(out) = self.rtc.poll_output() {
+            match out {
+                Output::Timeout(t) => {
+                    self.timeout = t;
+                    return;
+                }
+                Output::Transmit(t) => {
+                    let _ = self.socket.send_to(&t.contents, t.destination);
+                }
+                Output::Event(Event::Connected) => self.connected = true,
+                Output::Event(Event::MediaData(d)) => self.media.push(d),
+                Output::Event(_) => {}
+            }
+        }
+    }
+
+    fn write(&mut self, codec: Codec, rtp_time: u64, data: &[u8]) {
+        let (mid, hz) = match codec {
+            Codec::Opus => (self.audio, Frequency::FORTY_EIGHT_KHZ),
+            _ => (self.video, Frequency::NINETY_KHZ),
+        };
+        let writer = self.rtc.writer(mid).expect("a writer");
+        let pt = writer
+            .payload_params()
+            .find(|p| {
+                p.spec().codec == codec
+                    && (codec != Codec::H264 || p.spec().format.packetization_mode == Some(1))
+            })
+            .expect("codec negotiated")
+            .pt();
+        writer
+            .write(
+                pt,
+                Instant::now(),
+                MediaTime::new(rtp_time, hz),
+                data.to_vec(),
+            )
+            .unwrap();
+        self.drain();
+    }
+}
+
+// A real 640x360 baseline SPS and a PPS, then slices of filler bytes.
+const SPS: &[u8] = &[
+    0x67, 0x42, 0xc0, 0x1e, 0xda, 0x02, 0x80, 0xbf, 0xe5, 0x84, 0x00, 0x00, 0x03, 0x00, 0x04, 0x00,
+    0x00, 0x03, 0x00, 0xc8, 0x3c, 0x58, 0xba, 0x80,
+];
+const PPS: &[u8] = &[0x68, 0xce, 0x0f, 0xc8];
+
+fn access_unit(idr: bool, seed: u8) -> Vec<u8> {
+    let mut au = Vec::new();
+    if idr {
+        for ps in [SPS, PPS] {
+            au.extend_from_slice(&[0, 0, 0, 1]);
+            au.extend_from_slice(ps);
+        }
+    }
+    au.extend_from_slice(&[0, 0, 0, 1, if idr { 0x65 } else { 0x41 }]);
+    au.extend((0..2500u32).map(|i| ((i * 7 + seed as u32) % 251 + 1) as u8));
+    au
+}
+
+async fn pump_until(
+    peers: &mut [&mut Peer],
+    limit: Duration,
+    mut done: impl FnMut(&[&mut Peer]) -> bool,
+) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        for p in peers.iter_mut() {
+            p.pump();
+        }
+        if done(peers) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    false
+}
+
+async fn start() -> costream::server::Server {
+    start_server(|c| {
+        c.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
+        c.rtc.public_ips = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whip_publish_whep_play_trickle_and_delete() {
+    let server = start().await;
+    let http = server.http_addr;
+
+    // Publish (WHIP).
+    let (mut publisher, offer) = Peer::new(Direction::SendOnly);
+    let (status, head, answer) = http_send(
+        http,
+        "POST",
+        "/whip/live/w",
+        "application/sdp",
+        offer.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 201, "{head}");
+    let whip_location = header(&head, "location").expect("a Location").to_string();
+    assert!(
+        whip_location.starts_with("/whip/live/w/"),
+        "{whip_location}"
+    );
+    publisher.accept_answer(&String::from_utf8(answer).unwrap());
+    assert!(
+        pump_until(&mut [&mut publisher], Duration::from_secs(10), |p| p[0]
+            .connected)
+        .await,
+        "WHIP connected"
+    );
+
+    // A second WHIP publisher on the same key is refused.
+    let (_, offer2) = Peer::new(Direction::SendOnly);
+    let (status, _, _) = http_send(
+        http,
+        "POST",
+        "/whip/live/w",
+        "application/sdp",
+        offer2.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 409);
+
+    // 25 fps video with a keyframe every 25 frames, 20 ms Opus, over 3 s;
+    // a WHEP viewer joins after one second.
+    let mut viewer: Option<Peer> = None;
+    let mut whep_location = String::new();
+    let t0 = Instant::now();
+    for i in 0..150u64 {
+        let at = t0 + Duration::from_millis(20 * i);
+        while Instant::now() < at {
+            publisher.pump();
+            if let Some(v) = viewer.as_mut() {
+                v.pump();
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        if i % 2 == 0 {
+            let n = i / 2;
+            publisher.write(Codec::H264, n * 3600, &access_unit(n % 25 == 0, n as u8));
+        }
+        publisher.write(
+            Codec::Opus,
+            i * 960,
+            &[0xfc, 0xff, 0xfe, (i % 250) as u8 + 1],
+        );
+        if i == 50 {
+            let key = costream_hub::StreamKey::parse("live/w").unwrap();
+            let info = server
+                .hub()
+                .stream(&key)
+                .expect("the WHIP stream is in the hub")
+                .info();
+            let video = info.video.expect("video config from the in-band SPS");
+            assert_eq!((video.width, video.height), (640, 360));
+            assert_eq!(
+                info.audio.expect("audio").codec,
+                costream_hub::AudioCodec::Opus
+            );
+
+            let (mut v, offer) = Peer::new(Direction::RecvOnly);
+            let (status, head, answer) = http_send(
+                http,
+                "POST",
+                "/whep/live/w",
+                "application/sdp",
+                offer.as_bytes(),
+            )
+            .await;
+            assert_eq!(status, 201, "{head}");
+            whep_location = header(&head, "location").unwrap().to_string();
+            v.accept_answer(&String::from_utf8(answer).unwrap());
+            viewer = Some(v);
+        }
+    }
+    let mut viewer = viewer.unwrap();
+    let got = pump_until(
+        &mut [&mut publisher, &mut viewer],
+        Duration::from_secs(5),
+        |p| {
+            p[1].media.iter().filter(|m| m.mid == p[1].video).count() >= 20
+                && p[1].media.iter().any(|m| m.mid == p[1].audio)
+        },
+    )
+    .await;
+    let video: Vec<&MediaData> = viewer
+        .media
+        .iter()
+        .filter(|m| m.mid == viewer.video)
+        .collect();
+    assert!(got, "viewer got {} video frames", video.len());
+    // The first picture is a keyframe with SPS and PPS in front.
+    let first = &video[0].data;
+    assert!(
+        first.windows(SPS.len()).any(|w| w == SPS),
+        "SPS before the first IDR"
+    );
+    assert!(
+        first.windows(2).any(|w| w == [1, 0x65]),
+        "the first frame is an IDR"
+    );
+
+    // Trickle: a candidate fragment is accepted; a bogus session is not.
+    let frag = format!(
+        "a=candidate:1 1 udp 2130706431 {} {} typ host\r\n",
+        viewer.addr.ip(),
+        viewer.addr.port()
+    );
+    let (status, _, _) = http_send(
+        http,
+        "PATCH",
+        &whep_location,
+        "application/trickle-ice-sdpfrag",
+        frag.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _, _) = http_send(
+        http,
+        "PATCH",
+        "/whep/live/w/999999",
+        "application/trickle-ice-sdpfrag",
+        frag.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // The API shows both sessions; DELETE ends them and the stream.
+    let (_, body) = http_get(http, "/api/v1/webrtc/sessions").await;
+    let sessions: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        sessions["sessions"].as_array().unwrap().len(),
+        2,
+        "{sessions}"
+    );
+    for loc in [&whep_location, &whip_location] {
+        let (status, _, _) = http_send(http, "DELETE", loc, "text/plain", b"").await;
+        assert_eq!(status, 200, "{loc}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, body) = http_get(http, "/api/v1/webrtc/sessions").await;
+        let sessions: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let gone = sessions["sessions"].as_array().unwrap().is_empty();
+        let key = costream_hub::StreamKey::parse("live/w").unwrap();
+        if gone && server.hub().stream(&key).is_none() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sessions and stream ended: {sessions}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_offers_get_clear_4xx_and_sessions_do_not_leak() {
+    let server = start().await;
+    let http = server.http_addr;
+    let (status, _, body) = http_send(
+        http,
+        "POST",
+        "/whip/live/x",
+        "application/sdp",
+        b"hello, not SDP",
+    )
+    .await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    let (status, _, _) = http_send(http, "POST", "/whip/live/x", "text/plain", b"v=0").await;
+    assert_eq!(status, 415);
+    let (_, offer) = Peer::new(Direction::RecvOnly);
+    let (status, _, body) = http_send(
+        http,
+        "POST",
+        "/whep/live/nothing",
+        "application/sdp",
+        offer.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(String::from_utf8_lossy(&body).contains("not live"));
+    let (status, _, _) = http_send(
+        http,
+        "POST",
+        "/whip/live/..",
+        "application/sdp",
+        offer.as_bytes(),
+    )
+    .await;
+    assert!(matches!(status, 400 | 404), "{status}");
+    // An offer with only codecs costream does not take.
+    let pcmu_only = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
+        a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n\
+        m=audio 9 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
+        a=setup:actpass\r\na=rtcp-mux\r\na=rtpmap:0 PCMU/8000\r\n";
+    let (status, _, body) = http_send(
+        http,
+        "POST",
+        "/whip/live/x",
+        "application/sdp",
+        pcmu_only.as_bytes(),
+    )
+    .await;
+    assert!(
+        matches!(status, 400 | 406),
+        "{status} {}",
+        String::from_utf8_lossy(&body)
+    );
+    // Garbage on the UDP port is dropped.
+    let junk = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..200u32 {
+        let data: Vec<u8> = (0..(i % 300 + 1))
+            .map(|j| (j.wrapping_mul(2654435761) >> (i % 24)) as u8)
+            .collect();
+        junk.send_to(&data, server.rtc_addr.unwrap()).unwrap();
+    }
+    // 50 offers opened and deleted leave no session behind.
+    let mut locations = Vec::new();
+    for i in 0..50 {
+        let (_, offer) = Peer::new(Direction::SendOnly);
+        let (status, head, _) = http_send(
+            http,
+            "POST",
+            &format!("/whip/live/s{i}"),
+            "application/sdp",
+            offer.as_bytes(),
+        )
+        .await;
+        assert_eq!(status, 201);
+        locations.push(header(&head, "location").unwrap().to_string());
+    }
+    for loc in &locations {
+        let (status, _, _) = http_send(http, "DELETE", loc, "text/plain", b"").await;
+        assert_eq!(status, 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, body) = http_get(http, "/api/v1/webrtc/sessions").await;
+        let sessions: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if sessions["sessions"].as_array().unwrap().is_empty() && server.hub().streams().is_empty()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sessions left: {sessions}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
