@@ -401,9 +401,9 @@ async fn bad_offers_get_clear_4xx_and_sessions_do_not_leak() {
             .collect();
         junk.send_to(&data, server.rtc_addr.unwrap()).unwrap();
     }
-    // 50 offers opened and deleted leave no session behind.
+    // 200 offers opened and deleted leave no session behind.
     let mut locations = Vec::new();
-    for i in 0..50 {
+    for i in 0..200 {
         let (_, offer) = Peer::new(Direction::SendOnly);
         let (status, head, _) = http_send(
             http,

@@ -289,6 +289,11 @@ impl Task {
                 tracing::info!(session = %id, stream = %s.key, "WebRTC connected");
                 if let Some(sub) = s.pending_viewer.take() {
                     s.forwarder = Some(tokio::spawn(forward(sub, id, self.commands.clone())));
+                    // Browsers send keyframes rarely: a WebRTC publisher is
+                    // asked for a fresh one so the new viewer need not decode
+                    // a long cached GOP first.
+                    let key = s.key.clone();
+                    self.request_publisher_keyframe(&key, now);
                 }
             }
             SessionEvent::MediaIn(frame) => {
@@ -321,20 +326,8 @@ impl Task {
                 }
             }
             SessionEvent::KeyframeRequest(_) => {
-                let Some(key) = self.sessions.get(&id).map(|s| s.key.clone()) else {
-                    return;
-                };
-                let Some(&publisher) = self.publishers.get(&key) else {
-                    return;
-                };
-                let Some(p) = self.sessions.get_mut(&publisher) else {
-                    return;
-                };
-                if p.last_pli
-                    .is_none_or(|t| now.duration_since(t) >= PLI_INTERVAL)
-                {
-                    p.last_pli = Some(now);
-                    let _ = self.host.request_keyframe(publisher, now);
+                if let Some(key) = self.sessions.get(&id).map(|s| s.key.clone()) {
+                    self.request_publisher_keyframe(&key, now);
                 }
             }
             SessionEvent::Closed { reason } => {
@@ -360,6 +353,23 @@ impl Task {
             }
             // Events this server has no use for yet.
             _ => {}
+        }
+    }
+
+    /// Asks the WHIP publisher of `key` (if any) for a keyframe, at most
+    /// once per `PLI_INTERVAL`.
+    fn request_publisher_keyframe(&mut self, key: &StreamKey, now: Instant) {
+        let Some(&publisher) = self.publishers.get(key) else {
+            return;
+        };
+        let Some(p) = self.sessions.get_mut(&publisher) else {
+            return;
+        };
+        if p.last_pli
+            .is_none_or(|t| now.duration_since(t) >= PLI_INTERVAL)
+        {
+            p.last_pli = Some(now);
+            let _ = self.host.request_keyframe(publisher, now);
         }
     }
 
