@@ -1,0 +1,195 @@
+//! Browser interoperability: headless Chromium (Debian's `chromium`, driven
+//! by playwright-core from `tests/browser/`) as a real WebRTC peer. One test
+//! binary for every browser test; scripts/test installs Chromium and runs
+//! `npm ci` in tests/browser first.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use costream::server::Server;
+use tokio::process::Command;
+
+const BROWSER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/browser");
+const WHIP_WHEP: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/browser/whip_whep.mjs"
+);
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Fails (never skips) when the browser or the node project is missing: these
+/// tests are part of the suite, and scripts/test installs what they need.
+fn require_browser_tools() {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: run scripts/test (it installs Debian's chromium) or apt-get install chromium"
+    );
+    assert!(
+        Path::new(BROWSER_DIR).join("node_modules/playwright-core").exists(),
+        "tests/browser/node_modules/playwright-core is missing: run scripts/test (or `npm ci` in tests/browser)"
+    );
+}
+
+/// Runs a tests/browser script and returns the JSON line it printed last.
+/// The script bounds its own run with `--timeout`; this bound is the backstop.
+async fn run_node_script(script: &str, args: &[String], limit: Duration) -> serde_json::Value {
+    require_browser_tools();
+    let child = Command::new("node")
+        .arg(script)
+        .args(args)
+        .current_dir(BROWSER_DIR)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node is installed");
+    let out = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{script} did not finish in {limit:?}"))
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'));
+    let json: serde_json::Value = line
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "{script} printed no JSON line (exit {:?})\nstdout:\n{stdout}\nstderr:\n{stderr}",
+                out.status.code()
+            )
+        });
+    // Shown with --nocapture, and with the output of a failing test.
+    if !stderr.trim().is_empty() {
+        eprintln!("{script} stderr:\n{stderr}");
+    }
+    eprintln!("{script}: {json}");
+    // The script's exit status and its "ok" must agree.
+    assert_eq!(
+        out.status.success(),
+        json["ok"] == true,
+        "exit {:?} but {json}",
+        out.status.code()
+    );
+    json
+}
+
+async fn api_json(server: &Server, path: &str) -> (u16, serde_json::Value) {
+    let (status, body) = http_get(server.http_addr, path).await;
+    (
+        status,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn u(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
+fn f(v: &serde_json::Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_publishes_whip_and_plays_whep() {
+    let server = start_server(|c| {
+        c.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
+        c.rtc.public_ips = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let seconds: f64 = 6.0;
+    let args: Vec<String> = vec![
+        "--whip".into(),
+        http_url(&server, "/whip/live/cam"),
+        "--whep".into(),
+        http_url(&server, "/whep/live/cam"),
+        "--seconds".into(),
+        seconds.to_string(),
+        "--codec".into(),
+        "h264".into(),
+        "--timeout".into(),
+        "40".into(),
+    ];
+
+    // While the browser runs: the WHIP stream is a hub stream like any other,
+    // with its codec and size in the API.
+    let script =
+        tokio::spawn(
+            async move { run_node_script(WHIP_WHEP, &args, Duration::from_secs(60)).await },
+        );
+    let mut api_video = serde_json::Value::Null;
+    while !script.is_finished() {
+        let (status, body) = api_json(&server, "/api/v1/streams/live/cam").await;
+        if status == 200 && u(&body["video"]["width"]) > 0 && body["audio"].is_object() {
+            api_video = body["video"].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = script.await.expect("the script task");
+
+    assert_eq!(out["ok"], true, "{out}");
+    assert_eq!(out["publish_status"], 201, "{out}");
+    assert_eq!(out["play_status"], 201, "{out}");
+
+    // Video: decoded at a real frame rate, at the size the camera captured.
+    let video = &out["video"];
+    let measured = f(&video["seconds"]);
+    assert!(
+        measured >= seconds * 0.9,
+        "measured for {measured} s: {out}"
+    );
+    assert!(f(&video["fps"]) >= 10.0, "video fps below 10: {out}");
+    assert!(
+        u(&video["frames_decoded"]) as f64 >= 10.0 * measured,
+        "frames decoded: {out}"
+    );
+    let camera = &out["publish"]["camera"];
+    assert_eq!(
+        (u(&camera["width"]), u(&camera["height"])),
+        (640, 480),
+        "the fake camera did not capture the requested 640x480: {out}"
+    );
+    assert_eq!(
+        (u(&video["width"]), u(&video["height"])),
+        (640, 480),
+        "the viewer decoded another size than published: {out}"
+    );
+    assert_eq!(video["codec"], "video/H264", "{out}");
+    assert_eq!(
+        (u(&api_video["width"]), u(&api_video["height"])),
+        (640, 480),
+        "GET /api/v1/streams/live/cam while publishing showed video {api_video}"
+    );
+
+    // Audio: packets arrive and carry sound (the fake microphone beeps).
+    let audio = &out["audio"];
+    assert!(u(&audio["packets"]) > 0, "no audio packets: {out}");
+    assert!(f(&audio["energy"]) > 0.0, "silent audio: {out}");
+    assert_eq!(audio["codec"], "audio/opus", "{out}");
+
+    // DELETE ended both sessions: none is left, and the stream is over
+    // (a WHIP DELETE is an unpublish; the bound allows for reconnect_grace).
+    assert_eq!(u(&out["delete_status"]["whep"]) / 100, 2, "{out}");
+    assert_eq!(u(&out["delete_status"]["whip"]) / 100, 2, "{out}");
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let (_, sessions) = api_json(&server, "/api/v1/webrtc/sessions").await;
+        let (stream_status, _) = api_json(&server, "/api/v1/streams/live/cam").await;
+        let left = sessions["sessions"].as_array().map_or(0, |s| s.len());
+        if left == 0 && stream_status == 404 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after both DELETEs: {left} WebRTC sessions left, stream status {stream_status}: {sessions}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
