@@ -9,7 +9,8 @@ ensure_debian_packages() {
     command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
   done
   if [ ${#missing[@]} -eq 0 ]; then
-    echo "costream: $why: already installed ($(printf '%s ' "${@%%:*}"))"
+    local cmds=("${@%%:*}")
+    echo "costream: $why: already installed (${cmds[*]})"
     return 0
   fi
   echo "costream: installing Debian packages for $why: ${missing[*]}"
