@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
 
-/// costream: interactive live streaming. RTMP in; RTMP, HTTP-FLV and HLS out.
+/// costream: interactive live streaming. RTMP and WHIP in; RTMP, HTTP-FLV, HLS and WHEP out.
 #[derive(Debug, Parser)]
 #[command(name = "costream", version, about, long_about = None)]
 pub struct Cli {
@@ -19,7 +19,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a server node (RTMP on :1935, HTTP on :8080 unless configured).
+    /// Run a server node (RTMP on :1935, HTTP on :8080, WebRTC on UDP :8000 unless configured).
     Serve(ServeArgs),
     /// Load-test a server: many simulated viewers (and optionally a publisher).
     Bench(crate::bench::BenchArgs),
