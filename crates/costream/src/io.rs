@@ -1,5 +1,13 @@
 //! Small I/O helpers shared by the protocol edges.
 
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// Buffers handed to one `writev`.
+const MAX_IOV: usize = 64;
+
 /// Sets a socket's kernel send buffer (best effort: a failure only costs latency).
 pub fn set_send_buffer(socket: &tokio::net::TcpStream, bytes: usize) {
     if bytes > 0 {
@@ -7,28 +15,19 @@ pub fn set_send_buffer(socket: &tokio::net::TcpStream, bytes: usize) {
     }
 }
 
-use std::io::IoSlice;
-
-use bytes::{Buf, Bytes};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-
-/// Writes every buffer to a viewer's socket, failing after `limit` without
-/// progress. The common case (the socket has room) completes in one
+/// Writes every buffer to a viewer's socket, failing when what the socket
+/// could not take at once needs longer than `limit`. The common case (the socket has room) completes in one
 /// non-blocking `writev` without arming a timer.
 pub async fn write_viewer(
     socket: &mut tokio::net::TcpStream,
     bufs: &mut [Bytes],
     limit: std::time::Duration,
 ) -> std::io::Result<()> {
-    const MAX_IOV: usize = 64;
     let mut first = 0;
     while first < bufs.len() {
-        let end = (first + MAX_IOV).min(bufs.len());
         let mut slices = [IoSlice::new(&[]); MAX_IOV];
-        for (slot, b) in slices.iter_mut().zip(&bufs[first..end]) {
-            *slot = IoSlice::new(b);
-        }
-        match socket.try_write_vectored(&slices[..end - first]) {
+        let n = fill_iovecs(&mut slices, &bufs[first..]);
+        match socket.try_write_vectored(&slices[..n]) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => first = advance(bufs, first, n),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -42,9 +41,18 @@ pub async fn write_viewer(
         Ok(r) => r,
         Err(_) => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
-            format!("viewer accepted nothing for {limit:?}"),
+            format!("viewer could not keep up: a write took over {limit:?}"),
         )),
     }
+}
+
+/// Points `slices` at the first buffers; returns how many it filled.
+fn fill_iovecs<'a>(slices: &mut [IoSlice<'a>; MAX_IOV], bufs: &'a [Bytes]) -> usize {
+    let n = bufs.len().min(MAX_IOV);
+    for (slot, b) in slices.iter_mut().zip(&bufs[..n]) {
+        *slot = IoSlice::new(b);
+    }
+    n
 }
 
 /// Marks `n` written bytes from `bufs[first..]`; returns the new first index.
@@ -72,19 +80,15 @@ pub async fn write_all_vectored<W: AsyncWrite + Unpin>(
     w: &mut W,
     bufs: &mut [Bytes],
 ) -> std::io::Result<()> {
-    const MAX_IOV: usize = 64;
     let mut first = 0;
     while first < bufs.len() {
         if bufs[first].is_empty() {
             first += 1;
             continue;
         }
-        let end = (first + MAX_IOV).min(bufs.len());
         let mut slices = [IoSlice::new(&[]); MAX_IOV];
-        for (slot, b) in slices.iter_mut().zip(&bufs[first..end]) {
-            *slot = IoSlice::new(b);
-        }
-        let n = w.write_vectored(&slices[..end - first]).await?;
+        let count = fill_iovecs(&mut slices, &bufs[first..]);
+        let n = w.write_vectored(&slices[..count]).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }

@@ -64,20 +64,23 @@ async fn run(socket: &mut TcpStream, state: &Arc<AppState>) -> anyhow::Result<()
                     query,
                     ..
                 } => {
-                    let Some(req) = request(
-                        &mut session,
+                    let asked = Asked {
                         stream_id,
+                        name,
+                        query,
+                        publish: true,
+                    };
+                    return dispatch(
+                        socket,
+                        session,
+                        buf,
+                        asked,
                         &app,
                         &app_query,
-                        &name,
-                        query,
                         accepted_at,
-                        true,
-                    )?
-                    else {
-                        return flush_and_linger(socket, &mut session).await;
-                    };
-                    return super::ingest::run(socket, session, buf, req, state).await;
+                        state,
+                    )
+                    .await;
                 }
                 ServerEvent::Play {
                     stream_id,
@@ -85,20 +88,23 @@ async fn run(socket: &mut TcpStream, state: &Arc<AppState>) -> anyhow::Result<()
                     query,
                     ..
                 } => {
-                    let Some(req) = request(
-                        &mut session,
+                    let asked = Asked {
                         stream_id,
+                        name,
+                        query,
+                        publish: false,
+                    };
+                    return dispatch(
+                        socket,
+                        session,
+                        buf,
+                        asked,
                         &app,
                         &app_query,
-                        &name,
-                        query,
                         accepted_at,
-                        false,
-                    )?
-                    else {
-                        return flush_and_linger(socket, &mut session).await;
-                    };
-                    return super::play::run(socket, session, buf, req, state).await;
+                        state,
+                    )
+                    .await;
                 }
                 _ => {}
             }
@@ -110,34 +116,35 @@ async fn run(socket: &mut TcpStream, state: &Arc<AppState>) -> anyhow::Result<()
     }
 }
 
-/// Validates the stream key; a bad one is refused with an error status.
-#[allow(clippy::too_many_arguments)]
-fn request(
-    session: &mut ServerSession,
+/// A publish or play request as the session reported it.
+struct Asked {
     stream_id: u32,
+    name: String,
+    query: Option<String>,
+    publish: bool,
+}
+
+/// Validates the stream key (a bad one is refused with an error status),
+/// then hands the connection to publishing or playing.
+#[allow(clippy::too_many_arguments)]
+async fn dispatch(
+    socket: &mut TcpStream,
+    mut session: ServerSession,
+    buf: BytesMut,
+    asked: Asked,
     app: &str,
     app_query: &str,
-    name: &str,
-    query: Option<String>,
     accepted_at: Instant,
-    publish: bool,
-) -> anyhow::Result<Option<Request>> {
-    match StreamKey::new(app, name) {
-        Ok(key) => {
-            let mut q = app_query.to_owned();
-            if let Some(extra) = query.filter(|s| !s.is_empty()) {
-                if !q.is_empty() {
-                    q.push('&');
-                }
-                q.push_str(&extra);
-            }
-            Ok(Some(Request {
-                stream_id,
-                key,
-                query: q,
-                accepted_at,
-            }))
-        }
+    state: &Arc<AppState>,
+) -> anyhow::Result<()> {
+    let Asked {
+        stream_id,
+        name,
+        query,
+        publish,
+    } = asked;
+    let key = match StreamKey::new(app, &name) {
+        Ok(key) => key,
         Err(e) => {
             tracing::info!(app, name, "refused: bad stream key: {e}");
             let desc = format!("bad stream key {app}/{name}: {e}");
@@ -147,8 +154,26 @@ fn request(
                 session.reject_play(stream_id, "NetStream.Play.StreamNotFound", &desc)?;
             }
             metrics::counter!(crate::metrics::REJECTED, "protocol" => "rtmp", "reason" => "bad_key").increment(1);
-            Ok(None)
+            return flush_and_linger(socket, &mut session).await;
         }
+    };
+    let mut q = app_query.to_owned();
+    if let Some(extra) = query.filter(|s| !s.is_empty()) {
+        if !q.is_empty() {
+            q.push('&');
+        }
+        q.push_str(&extra);
+    }
+    let req = Request {
+        stream_id,
+        key,
+        query: q,
+        accepted_at,
+    };
+    if publish {
+        super::ingest::run(socket, session, buf, req, state).await
+    } else {
+        super::play::run(socket, session, buf, req, state).await
     }
 }
 

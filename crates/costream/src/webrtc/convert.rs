@@ -77,7 +77,8 @@ impl IngestClock {
         let mut au = BytesMut::with_capacity(frame.data.len() + 16);
         let (mut sps, mut pps) = (None, None);
         for nal in avc::annexb_nalus(&frame.data) {
-            match nal[0] & 0x1f {
+            let Some(&header) = nal.first() else { continue };
+            match header & 0x1f {
                 avc::NAL_SPS => sps = Some(Bytes::copy_from_slice(nal)),
                 avc::NAL_PPS => pps = Some(Bytes::copy_from_slice(nal)),
                 avc::NAL_AUD => {}
