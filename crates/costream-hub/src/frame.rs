@@ -35,11 +35,15 @@ pub enum Codec {
     Aac,
     /// Config data is an OpusHead (RFC 7845 §5.1); frames are Opus packets.
     Opus,
+    /// Config data is the picture size (see [`crate::vp8`]); frames are VP8
+    /// frames as the encoder made them. Only WebRTC carries VP8.
+    Vp8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum VideoCodec {
     H264,
+    Vp8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,6 +56,7 @@ impl VideoCodec {
     pub fn name(self) -> &'static str {
         match self {
             VideoCodec::H264 => "h264",
+            VideoCodec::Vp8 => "vp8",
         }
     }
 }
@@ -73,8 +78,11 @@ pub enum MuxFormat {
     FlvTag = 0,
     /// A complete RTMP message split into chunks, as sent to RTMP players.
     RtmpChunks = 1,
+    /// An H.264 access unit in Annex B, parameter sets in front of an IDR,
+    /// as WebRTC viewers get it.
+    AnnexB = 2,
 }
-const MUX_FORMATS: usize = 2;
+const MUX_FORMATS: usize = 3;
 
 /// One timestamped unit of a stream. Frames are immutable once published and
 /// shared (`Arc<Frame>`) by every viewer; payloads are `Bytes`, never copied.

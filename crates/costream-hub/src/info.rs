@@ -42,6 +42,17 @@ impl StreamInfo {
     /// will judge it).
     pub(crate) fn apply_config(&mut self, frame: &Frame) {
         match frame.kind {
+            FrameKind::VideoConfig if frame.codec == Codec::Vp8 => {
+                if let Some((width, height)) = crate::vp8::parse_config_record(&frame.data) {
+                    self.video = Some(VideoInfo {
+                        codec: VideoCodec::Vp8,
+                        codec_string: "vp8".into(),
+                        width: width.into(),
+                        height: height.into(),
+                        declared_fps: None,
+                    });
+                }
+            }
             FrameKind::VideoConfig => match AvcConfig::parse(&frame.data) {
                 Ok(cfg) => {
                     let sps = cfg.sps_info().ok();

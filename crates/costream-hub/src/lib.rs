@@ -14,6 +14,7 @@ mod publisher;
 mod stats;
 mod stream;
 mod subscriber;
+pub mod vp8;
 
 pub use frame::{AudioCodec, Codec, Frame, FrameKind, MuxFormat, VideoCodec};
 pub use hub::{Hub, HubConfig, HubEvent, PublishError, SubscribeError};

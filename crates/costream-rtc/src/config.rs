@@ -14,6 +14,10 @@ pub struct RtcHostConfig {
     /// reach the UDP socket at (public IPs when behind NAT). Unspecified
     /// addresses (0.0.0.0) are not valid candidates.
     pub candidates: Vec<SocketAddr>,
+    /// ICE-TCP passive candidates (RFC 6544): where clients whose network
+    /// blocks UDP can connect. Announced after the UDP ones and with a lower
+    /// priority, so UDP wins whenever it works.
+    pub tcp_candidates: Vec<SocketAddr>,
     /// A session that receives no datagram for this long ends (also one whose
     /// client never connects).
     pub session_timeout: Duration,
@@ -34,6 +38,7 @@ impl Default for RtcHostConfig {
     fn default() -> Self {
         RtcHostConfig {
             candidates: Vec::new(),
+            tcp_candidates: Vec::new(),
             session_timeout: Duration::from_secs(15),
             max_sessions: 10_000,
         }

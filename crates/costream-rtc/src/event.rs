@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::types::{Codec, MediaKind, SessionId};
+use crate::types::{Codec, MediaKind, SessionId, Transport};
 
 /// One output of the host.
 #[derive(Debug)]
@@ -14,6 +14,7 @@ pub enum HostOutput {
     /// Send `data` from the UDP socket bound to `source` to `destination`.
     /// `source` is one of the configured candidate addresses.
     Transmit {
+        transport: Transport,
         source: SocketAddr,
         destination: SocketAddr,
         data: Vec<u8>,

@@ -10,7 +10,7 @@ use str0m::change::SdpOffer;
 use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::ice::IceCreds;
 use str0m::media::{Frequency, KeyframeRequestKind as S0Keyframe, MediaTime};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Receive, TcpType};
 use str0m::{Candidate, Input, RtcConfig};
 use tracing::{debug, warn};
 
@@ -21,7 +21,7 @@ use crate::event::{CloseReason, HostCounters, HostOutput, SessionEvent, SessionS
 use crate::sdp;
 use crate::session::{Session, MAX_ADDRS_PER_SESSION};
 use crate::stun_server;
-use crate::types::{Direction, MediaKind, MediaOut, SessionId};
+use crate::types::{Direction, MediaKind, MediaOut, SessionId, Transport};
 
 /// How often str0m reports peer statistics (RTT, loss, bytes).
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
@@ -36,7 +36,7 @@ pub struct RtcHost {
     cert: Option<DtlsCert>,
     sessions: HashMap<SessionId, Session>,
     by_ufrag: HashMap<String, SessionId>,
-    by_addr: HashMap<SocketAddr, SessionId>,
+    by_addr: HashMap<(Transport, SocketAddr), SessionId>,
     queue: VecDeque<HostOutput>,
     next_id: u64,
     /// Earliest deadline over all sessions (may be early, never late).
@@ -101,12 +101,27 @@ impl RtcHost {
             config = config.set_dtls_cert(cert.clone());
         }
         let mut rtc = sdp::with_codecs(config, direction).build(now);
+        // UDP first: host candidates of other protocols get a lower type
+        // preference, so clients that can use UDP do.
         for &addr in &self.config.candidates {
             match Candidate::host(addr, "udp") {
                 Ok(c) => {
                     rtc.add_local_candidate(c);
                 }
                 Err(e) => warn!(%addr, "unusable ICE candidate: {e}"),
+            }
+        }
+        for &addr in &self.config.tcp_candidates {
+            let c = Candidate::builder()
+                .tcp()
+                .host(addr)
+                .tcptype(TcpType::Passive)
+                .build();
+            match c {
+                Ok(c) => {
+                    rtc.add_local_candidate(c);
+                }
+                Err(e) => warn!(%addr, "unusable ICE-TCP candidate: {e}"),
             }
         }
         let answer = rtc
@@ -138,10 +153,10 @@ impl RtcHost {
         Ok((id, answer.to_sdp_string()))
     }
 
-    /// Feeds one datagram received on the shared socket. `destination` is the
-    /// address it was sent to; if that is not one of the candidates (a socket
-    /// bound to 0.0.0.0, or NAT), the candidate with the same port is assumed.
-    /// Never fails: what cannot be delivered is dropped and counted.
+    /// Feeds one datagram received on the shared UDP socket. `destination`
+    /// is the address it was sent to; if that is not one of the candidates (a
+    /// socket bound to 0.0.0.0, or NAT), the candidate with the same port is
+    /// assumed. Never fails: what cannot be delivered is dropped and counted.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
@@ -149,26 +164,42 @@ impl RtcHost {
         destination: SocketAddr,
         data: &[u8],
     ) {
-        let local = self.local_address(destination);
+        self.handle_packet(now, Transport::Udp, source, destination, data);
+    }
+
+    /// Feeds one packet: a UDP datagram, or one de-framed RFC 4571 packet
+    /// of an ICE-TCP connection whose peer address is `source`. Replies to a
+    /// TCP packet come out as `Transmit { transport: Tcp, destination:
+    /// source }`: the caller writes them, framed, on that connection.
+    pub fn handle_packet(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
+        let local = self.local_address(transport, destination);
         match demux::classify(data) {
             Datagram::Malformed => self.counters.dropped_malformed += 1,
             Datagram::PlainBinding(tid) => {
                 self.counters.stun_replies += 1;
                 self.queue.push_back(HostOutput::Transmit {
+                    transport,
                     source: local,
                     destination: source,
                     data: stun_server::binding_success(&tid, source),
                 });
             }
             Datagram::IceCheck { local_ufrag } => match self.by_ufrag.get(local_ufrag) {
-                Some(&id) => self.deliver(id, now, source, local, data, true),
+                Some(&id) => self.deliver(id, now, (transport, source), local, data, true),
                 // A check for a session that is gone (or never was). Not
                 // answered: a reply without MESSAGE-INTEGRITY would be
                 // useless to an ICE agent.
                 None => self.counters.dropped_unknown += 1,
             },
-            Datagram::ByAddress => match self.by_addr.get(&source) {
-                Some(&id) => self.deliver(id, now, source, local, data, false),
+            Datagram::ByAddress => match self.by_addr.get(&(transport, source)) {
+                Some(&id) => self.deliver(id, now, (transport, source), local, data, false),
                 None => self.counters.dropped_unknown += 1,
             },
         }
@@ -178,16 +209,17 @@ impl RtcHost {
         &mut self,
         id: SessionId,
         now: Instant,
-        source: SocketAddr,
+        from: (Transport, SocketAddr),
         local: SocketAddr,
         data: &[u8],
         learn_address: bool,
     ) {
+        let (transport, source) = from;
         let Some(s) = self.sessions.get_mut(&id) else {
             self.counters.dropped_unknown += 1;
             return;
         };
-        let Ok(receive) = Receive::new(Protocol::Udp, source, local, data) else {
+        let Ok(receive) = Receive::new(transport.to_str0m(), source, local, data) else {
             self.counters.dropped_malformed += 1;
             return;
         };
@@ -206,17 +238,17 @@ impl RtcHost {
             self.counters.input_errors += 1;
         }
         s.last_recv = now;
-        if learn_address && !s.addrs.contains(&source) {
+        if learn_address && !s.addrs.contains(&from) {
             if s.addrs.len() >= MAX_ADDRS_PER_SESSION {
                 let oldest = s.addrs.remove(0);
                 if self.by_addr.get(&oldest) == Some(&id) {
                     self.by_addr.remove(&oldest);
                 }
             }
-            s.addrs.push(source);
+            s.addrs.push(from);
         }
         if learn_address {
-            self.by_addr.insert(source, id);
+            self.by_addr.insert(from, id);
         }
         let close = s.drain(now, &mut self.queue);
         let deadline = s.deadline(self.config.session_timeout);
@@ -429,6 +461,18 @@ impl RtcHost {
         });
     }
 
+    /// Whether a session negotiated `codec` on its track of that kind.
+    pub fn negotiated(&self, session: SessionId, codec: crate::types::Codec) -> bool {
+        let Some(s) = self.sessions.get(&session) else {
+            return false;
+        };
+        let mid = match codec.kind() {
+            MediaKind::Video => s.tracks.video,
+            MediaKind::Audio => s.tracks.audio,
+        };
+        mid.is_some_and(|mid| sdp::negotiated_pt(&s.rtc, mid, codec).is_some())
+    }
+
     pub fn session_count(&self) -> usize {
         self.sessions.len()
     }
@@ -459,8 +503,11 @@ impl RtcHost {
         }
     }
 
-    fn local_address(&self, destination: SocketAddr) -> SocketAddr {
-        let c = &self.config.candidates;
+    fn local_address(&self, transport: Transport, destination: SocketAddr) -> SocketAddr {
+        let c = match transport {
+            Transport::Udp => &self.config.candidates,
+            Transport::Tcp => &self.config.tcp_candidates,
+        };
         if c.contains(&destination) {
             return destination;
         }

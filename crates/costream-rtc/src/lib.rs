@@ -48,6 +48,11 @@
 //!   in Annex B); Play sessions take frames via [`RtcHost::write_media`].
 //!   NACKs from viewers are answered by str0m from its send buffer (RTX);
 //!   str0m sends NACKs, receiver reports and TWCC feedback to publishers.
+//! - ICE-TCP (RFC 6544): with `tcp_candidates` configured, answers also
+//!   carry passive TCP candidates (after UDP, at a lower priority). The
+//!   caller accepts the TCP connections, undoes the RFC 4571 framing and
+//!   feeds packets with [`RtcHost::handle_packet`]; replies come out as
+//!   `Transmit { transport: Tcp, .. }` for the connection of `destination`.
 //! - Every session ends with exactly one [`SessionEvent::Closed`]: after
 //!   [`RtcHost::close`], a DTLS close from the client, lost ICE consent, or
 //!   `session_timeout` without datagrams.
@@ -69,7 +74,7 @@ pub use event::{
     SessionStats,
 };
 pub use host::RtcHost;
-pub use types::{Codec, Direction, MediaKind, MediaOut, SessionId};
+pub use types::{Codec, Direction, MediaKind, MediaOut, SessionId, Transport};
 
 #[cfg(test)]
 mod tests;

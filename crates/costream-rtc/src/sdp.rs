@@ -24,9 +24,9 @@ const H264_PARAMS: [(u8, u8, u32); 4] = [
 /// Codecs a session of this direction accepts.
 pub(crate) fn accepted_codecs(direction: Direction) -> &'static [Codec] {
     match direction {
-        // VP8 is ingested too, to be passed through to VP8 viewers later.
+        // VP8 is passed through to viewers that take VP8.
         Direction::Publish => &[Codec::H264, Codec::Vp8, Codec::Opus],
-        Direction::Play => &[Codec::H264, Codec::Opus],
+        Direction::Play => &[Codec::H264, Codec::Vp8, Codec::Opus],
     }
 }
 

@@ -14,7 +14,7 @@ use crate::event::{
     CloseReason, HostOutput, KeyframeRequestKind, MediaFrame, SessionEvent, SessionStats,
 };
 use crate::sdp::Tracks;
-use crate::types::{Codec, Direction, SessionId};
+use crate::types::{Codec, Direction, SessionId, Transport};
 
 /// How long ICE may stay disconnected (consent lost) before the session ends.
 /// ICE recovers from short outages by itself (a client switching networks),
@@ -33,8 +33,8 @@ pub(crate) struct Session {
     /// Our ICE ufrag: the routing key of connectivity checks.
     pub ufrag: String,
     pub tracks: Tracks,
-    /// Remote addresses whose datagrams are routed here, oldest first.
-    pub addrs: Vec<SocketAddr>,
+    /// Remote addresses whose packets are routed here, oldest first.
+    pub addrs: Vec<(Transport, SocketAddr)>,
     /// Last datagram accepted from the client (or the creation time).
     pub last_recv: Instant,
     /// str0m's next timeout.
@@ -73,6 +73,7 @@ impl Session {
                     break;
                 }
                 Ok(Output::Transmit(t)) => out.push_back(HostOutput::Transmit {
+                    transport: Transport::from_str0m(t.proto),
                     source: t.source,
                     destination: t.destination,
                     data: t.contents.into(),

@@ -24,6 +24,31 @@ pub enum Direction {
     Play,
 }
 
+/// How a packet travels between the client and the host: a UDP datagram,
+/// or one RFC 4571 frame on an ICE-TCP connection (the caller does the
+/// 2-byte length framing; the host sees whole packets either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    pub(crate) fn to_str0m(self) -> str0m::net::Protocol {
+        match self {
+            Transport::Udp => str0m::net::Protocol::Udp,
+            Transport::Tcp => str0m::net::Protocol::Tcp,
+        }
+    }
+
+    pub(crate) fn from_str0m(p: str0m::net::Protocol) -> Transport {
+        match p {
+            str0m::net::Protocol::Udp => Transport::Udp,
+            _ => Transport::Tcp,
+        }
+    }
+}
+
 /// Audio or video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MediaKind {

@@ -44,6 +44,9 @@ pub struct ServeArgs {
     /// WebRTC UDP address shared by all WHIP/WHEP sessions [default: 0.0.0.0:8000].
     #[arg(long, env = "COSTREAM_RTC_LISTEN")]
     pub rtc_listen: Option<SocketAddr>,
+    /// WebRTC ICE-TCP address for clients that cannot use UDP [default: 0.0.0.0:8000; "off" disables].
+    #[arg(long, env = "COSTREAM_RTC_TCP_LISTEN", value_parser = parse_optional_addr)]
+    pub rtc_tcp_listen: Option<AddrOrOff>,
     /// An IP announced to WebRTC clients (repeat for several; the public IP behind NAT).
     #[arg(
         long = "rtc-public-ip",
@@ -99,6 +102,9 @@ impl ServeArgs {
         }
         if let Some(a) = self.rtc_listen {
             config.rtc.udp_listen = a;
+        }
+        if let Some(a) = self.rtc_tcp_listen {
+            config.rtc.tcp_listen = a;
         }
         if !self.rtc_public_ips.is_empty() {
             config.rtc.public_ips = self.rtc_public_ips.clone();
@@ -176,4 +182,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         server.shutdown().await;
         Ok(())
     })
+}
+
+/// An address, or `off`. (An alias: clap gives `Option<Option<_>>` itself
+/// a different meaning, an optional value.)
+type AddrOrOff = Option<SocketAddr>;
+
+fn parse_optional_addr(s: &str) -> Result<AddrOrOff, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|e| format!("{e}: expected HOST:PORT or \"off\""))
 }

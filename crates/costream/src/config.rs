@@ -65,6 +65,9 @@ pub struct RtcConfig {
     pub enabled: bool,
     /// The one UDP port every WebRTC session (WHIP, WHEP) shares.
     pub udp_listen: SocketAddr,
+    /// ICE-TCP (passive candidates) for clients whose network blocks UDP.
+    /// Announced after UDP, which clients prefer when it works. Unset: off.
+    pub tcp_listen: Option<SocketAddr>,
     /// Addresses announced to clients as ICE candidates. Empty: the bound
     /// address, or when bound to 0.0.0.0 this host's primary address and
     /// 127.0.0.1. Set the public IP when the server is behind NAT.
@@ -72,6 +75,19 @@ pub struct RtcConfig {
     /// A session that receives nothing for this long is closed.
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
+    /// STUN/TURN servers offered to WHIP/WHEP clients in `Link` headers
+    /// (RFC 9725 section 4.6). Empty: costream itself as STUN server.
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// A STUN or TURN server for clients, e.g. `stun:stun.example.net:3478` or
+/// `turn:turn.example.net?transport=udp` with a username and credential.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceServer {
+    pub url: String,
+    pub username: Option<String>,
+    pub credential: Option<String>,
 }
 
 impl Default for RtcConfig {
@@ -79,8 +95,10 @@ impl Default for RtcConfig {
         RtcConfig {
             enabled: true,
             udp_listen: ([0, 0, 0, 0], 8000).into(),
+            tcp_listen: Some(([0, 0, 0, 0], 8000).into()),
             public_ips: Vec::new(),
             session_timeout: Duration::from_secs(15),
+            ice_servers: Vec::new(),
         }
     }
 }

@@ -25,6 +25,8 @@ pub struct Server {
     pub http_addr: SocketAddr,
     /// The WebRTC UDP address, when enabled.
     pub rtc_addr: Option<SocketAddr>,
+    /// The WebRTC ICE-TCP address, when enabled.
+    pub rtc_tcp_addr: Option<SocketAddr>,
     pub state: Arc<AppState>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -75,6 +77,7 @@ impl Server {
         }
         Ok(Server {
             rtc_addr: state.rtc.as_ref().map(|r| r.udp_addr),
+            rtc_tcp_addr: state.rtc.as_ref().and_then(|r| r.tcp_addr),
             rtmp_addr,
             http_addr,
             state,

@@ -3,49 +3,92 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::*;
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaData, MediaKind, MediaTime, Mid};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
+use str0m::rtp::rtcp::Rtcp;
+use str0m::rtp::RawPacket;
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 
-/// A WebRTC client on its own UDP socket.
+/// How a test peer reaches the server.
+enum Link {
+    Udp(UdpSocket),
+    /// An ICE-TCP connection: RFC 4571 frames, with what was read so far.
+    Tcp(TcpStream, Vec<u8>),
+}
+
+/// A WebRTC client on its own UDP socket or TCP connection.
 struct Peer {
     rtc: Rtc,
-    socket: UdpSocket,
+    link: Link,
     addr: SocketAddr,
     video: Mid,
     audio: Mid,
     connected: bool,
     media: Vec<MediaData>,
+    /// TWCC feedback and sender reports received (with raw packets enabled).
+    twcc_received: usize,
+    sender_reports: usize,
     timeout: Instant,
     pending: Option<SdpPendingOffer>,
 }
 
 impl Peer {
     fn new(dir: Direction) -> (Peer, String) {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket.set_nonblocking(true).unwrap();
-        let addr = socket.local_addr().unwrap();
+        Peer::with(dir, RtcConfig::new(), None)
+    }
+
+    /// A peer with its own str0m config; with `tcp_server` it offers only an
+    /// ICE-TCP candidate and connects to that address (no UDP at all).
+    fn with(dir: Direction, config: RtcConfig, tcp_server: Option<SocketAddr>) -> (Peer, String) {
+        let (link, addr, candidate) = match tcp_server {
+            None => {
+                let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+                socket.set_nonblocking(true).unwrap();
+                let addr = socket.local_addr().unwrap();
+                (
+                    Link::Udp(socket),
+                    addr,
+                    Candidate::host(addr, "udp").unwrap(),
+                )
+            }
+            Some(server) => {
+                let stream = TcpStream::connect(server).unwrap();
+                stream.set_nonblocking(true).unwrap();
+                stream.set_nodelay(true).unwrap();
+                let addr = stream.local_addr().unwrap();
+                let c = Candidate::builder()
+                    .tcp()
+                    .host(addr)
+                    .tcptype(TcpType::Active)
+                    .build()
+                    .unwrap();
+                (Link::Tcp(stream, Vec::new()), addr, c)
+            }
+        };
         let now = Instant::now();
-        let mut rtc = RtcConfig::new().build(now);
-        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let mut rtc = config.build(now);
+        rtc.add_local_candidate(candidate);
         let mut api = rtc.sdp_api();
         let video = api.add_media(MediaKind::Video, dir, None, None, None);
         let audio = api.add_media(MediaKind::Audio, dir, None, None, None);
         let (offer, pending) = api.apply().unwrap();
         let peer = Peer {
             rtc,
-            socket,
+            link,
             addr,
             video,
             audio,
             connected: false,
             media: Vec::new(),
+            twcc_received: 0,
+            sender_reports: 0,
             timeout: now,
             pending: Some(pending),
         };
@@ -64,8 +107,33 @@ impl Peer {
 
     fn pump(&mut self) {
         let mut buf = [0u8; 2048];
-        while let Ok((n, source)) = self.socket.recv_from(&mut buf) {
-            if let Ok(r) = Receive::new(Protocol::Udp, source, self.addr, &buf[..n]) {
+        let mut received: Vec<(Protocol, SocketAddr, Vec<u8>)> = Vec::new();
+        match &mut self.link {
+            Link::Udp(socket) => {
+                while let Ok((n, source)) = socket.recv_from(&mut buf) {
+                    received.push((Protocol::Udp, source, buf[..n].to_vec()));
+                }
+            }
+            Link::Tcp(stream, pending) => {
+                let source = stream.peer_addr().unwrap();
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    pending.extend_from_slice(&buf[..n]);
+                }
+                while pending.len() >= 2 {
+                    let len = u16::from_be_bytes([pending[0], pending[1]]) as usize;
+                    if pending.len() < 2 + len {
+                        break;
+                    }
+                    received.push((Protocol::Tcp, source, pending[2..2 + len].to_vec()));
+                    pending.drain(..2 + len);
+                }
+            }
+        }
+        for (proto, source, data) in received {
+            if let Ok(r) = Receive::new(proto, source, self.addr, &data) {
                 let _ = self.rtc.handle_input(Input::Receive(Instant::now(), r));
                 self.drain();
             }
@@ -84,11 +152,24 @@ impl Peer {
                     self.timeout = t;
                     return;
                 }
-                Output::Transmit(t) => {
-                    let _ = self.socket.send_to(&t.contents, t.destination);
-                }
+                Output::Transmit(t) => match &mut self.link {
+                    Link::Udp(socket) => {
+                        let _ = socket.send_to(&t.contents, t.destination);
+                    }
+                    Link::Tcp(stream, _) => {
+                        let mut framed = (t.contents.len() as u16).to_be_bytes().to_vec();
+                        framed.extend_from_slice(&t.contents);
+                        // Loopback with small test rates: the send buffer never fills.
+                        stream.write_all(&framed).unwrap();
+                    }
+                },
                 Output::Event(Event::Connected) => self.connected = true,
                 Output::Event(Event::MediaData(d)) => self.media.push(d),
+                Output::Event(Event::RawPacket(p)) => match *p {
+                    RawPacket::RtcpRx(Rtcp::Twcc(_)) => self.twcc_received += 1,
+                    RawPacket::RtcpRx(Rtcp::SenderReport(_)) => self.sender_reports += 1,
+                    _ => {}
+                },
                 Output::Event(_) => {}
             }
         }
@@ -431,4 +512,185 @@ async fn bad_offers_get_clear_4xx_and_sessions_do_not_leak() {
         assert!(Instant::now() < deadline, "sessions left: {sessions}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Publishes `frames` video frames at 25 fps (`video(n)` makes frame n,
+/// with its codec) and 20 ms Opus packets, pumping every peer meanwhile.
+async fn publish_for(
+    publisher: &mut Peer,
+    others: &mut [&mut Peer],
+    frames: u64,
+    video: impl Fn(u64) -> (Codec, Vec<u8>),
+) {
+    let t0 = Instant::now();
+    for i in 0..frames * 2 {
+        let at = t0 + Duration::from_millis(20 * i);
+        while Instant::now() < at {
+            publisher.pump();
+            for p in others.iter_mut() {
+                p.pump();
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        if i % 2 == 0 {
+            let n = i / 2;
+            let (codec, data) = video(n);
+            publisher.write(codec, n * 3600, &data);
+        }
+        publisher.write(
+            Codec::Opus,
+            i * 960,
+            &[0xfc, 0xff, 0xfe, (i % 250) as u8 + 1],
+        );
+    }
+}
+
+async fn post_offer(http: SocketAddr, path: &str, offer: &str) -> (u16, String, String) {
+    let (status, head, body) =
+        http_send(http, "POST", path, "application/sdp", offer.as_bytes()).await;
+    (status, head, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ice_tcp_only_clients_publish_and_play() {
+    let server = start().await;
+    let http = server.http_addr;
+    let tcp = server.rtc_tcp_addr.expect("ICE-TCP is on");
+
+    // OPTIONS names costream's own STUN service as the ICE server.
+    let (status, head, _) = http_send(http, "OPTIONS", "/whip/live/t", "text/plain", b"").await;
+    assert!(matches!(status, 200 | 204), "{head}");
+    let stun = format!("<stun:127.0.0.1:{}>", server.rtc_addr.unwrap().port());
+    assert!(
+        header(&head, "link").is_some_and(|l| l.starts_with(&stun) && l.contains("ice-server")),
+        "{head}"
+    );
+
+    let (mut publisher, offer) = Peer::with(Direction::SendOnly, RtcConfig::new(), Some(tcp));
+    let (status, head, answer) = post_offer(http, "/whip/live/t", &offer).await;
+    assert_eq!(status, 201, "{answer}");
+    assert!(header(&head, "link").is_some(), "201 carries Link: {head}");
+    // UDP first, then the passive TCP candidate with a lower priority.
+    let cands: Vec<&str> = answer
+        .lines()
+        .filter(|l| l.starts_with("a=candidate"))
+        .collect();
+    assert_eq!(cands.len(), 2, "{answer}");
+    assert!(cands[0].contains(" udp "), "{cands:?}");
+    assert!(cands[1].contains(" tcp ") && cands[1].contains("tcptype passive"));
+    let prio = |c: &str| c.split_whitespace().nth(3).unwrap().parse::<u64>().unwrap();
+    assert!(prio(cands[0]) > prio(cands[1]), "{cands:?}");
+    publisher.accept_answer(&answer);
+    assert!(
+        pump_until(&mut [&mut publisher], Duration::from_secs(10), |p| p[0]
+            .connected)
+        .await,
+        "WHIP over ICE-TCP connected"
+    );
+    publish_for(&mut publisher, &mut [], 10, |n| {
+        (Codec::H264, access_unit(n % 25 == 0, n as u8))
+    })
+    .await;
+
+    let (mut viewer, offer) = Peer::with(Direction::RecvOnly, RtcConfig::new(), Some(tcp));
+    let (status, _, answer) = post_offer(http, "/whep/live/t", &offer).await;
+    assert_eq!(status, 201, "{answer}");
+    viewer.accept_answer(&answer);
+    publish_for(&mut publisher, &mut [&mut viewer], 75, |n| {
+        (Codec::H264, access_unit(n % 25 == 0, n as u8))
+    })
+    .await;
+    let frames = viewer
+        .media
+        .iter()
+        .filter(|m| m.mid == viewer.video)
+        .count();
+    assert!(viewer.connected, "WHEP over ICE-TCP connected");
+    assert!(frames >= 20, "viewer got {frames} video frames over TCP");
+    assert!(viewer.media.iter().any(|m| m.mid == viewer.audio));
+
+    // The API shows both sessions on their TCP addresses.
+    let (_, body) = http_get(http, "/api/v1/webrtc/sessions").await;
+    let sessions: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let remotes: Vec<&str> = sessions["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["remote"].as_str())
+        .collect();
+    for addr in [publisher.addr, viewer.addr] {
+        assert!(remotes.contains(&addr.to_string().as_str()), "{sessions}");
+    }
+}
+
+/// A VP8 frame: key frames carry the 640x480 header (RFC 6386 9.1).
+fn vp8_frame(n: u64) -> (Codec, Vec<u8>) {
+    let mut f = if n.is_multiple_of(25) {
+        vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01]
+    } else {
+        vec![0x31, 0x02, 0x00]
+    };
+    f.extend((0..3000u32).map(|i| ((i * 13 + n as u32) % 251) as u8));
+    (Codec::Vp8, f)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vp8_passes_through_with_twcc_and_sender_reports() {
+    let server = start().await;
+    let http = server.http_addr;
+    let raw = || RtcConfig::new().enable_raw_packets(true);
+
+    let (mut publisher, offer) = Peer::with(Direction::SendOnly, raw(), None);
+    let (status, _, answer) = post_offer(http, "/whip/live/v", &offer).await;
+    assert_eq!(status, 201, "{answer}");
+    publisher.accept_answer(&answer);
+    assert!(
+        pump_until(&mut [&mut publisher], Duration::from_secs(10), |p| p[0]
+            .connected)
+        .await
+    );
+    publish_for(&mut publisher, &mut [], 10, vp8_frame).await;
+
+    let (_, body) = http_get(http, "/api/v1/streams/live/v").await;
+    let info: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let text = info.to_string();
+    assert!(
+        text.contains("\"vp8\"") && text.contains("640") && text.contains("480"),
+        "{text}"
+    );
+
+    // A viewer that cannot take VP8 is told so.
+    let h264_only = RtcConfig::new()
+        .clear_codecs()
+        .enable_h264(true)
+        .enable_opus(true, false);
+    let (_, offer) = Peer::with(Direction::RecvOnly, h264_only, None);
+    let (status, _, body) = post_offer(http, "/whep/live/v", &offer).await;
+    assert_eq!(status, 406, "{body}");
+    assert!(body.contains("VP8"), "{body}");
+
+    let (mut viewer, offer) = Peer::with(Direction::RecvOnly, raw(), None);
+    let (status, _, answer) = post_offer(http, "/whep/live/v", &offer).await;
+    assert_eq!(status, 201, "{answer}");
+    viewer.accept_answer(&answer);
+    publish_for(&mut publisher, &mut [&mut viewer], 75, vp8_frame).await;
+
+    let video: Vec<&MediaData> = viewer
+        .media
+        .iter()
+        .filter(|m| m.mid == viewer.video)
+        .collect();
+    assert!(video.len() >= 20, "viewer got {} VP8 frames", video.len());
+    assert!(video.iter().all(|m| m.params.spec().codec == Codec::Vp8));
+    // The first frame is a key frame, byte for byte what was published.
+    let first = &video[0].data;
+    assert_eq!(&first[3..6], &[0x9d, 0x01, 0x2a], "starts on a key frame");
+    let n = first[10] as u64; // the first filler byte is n (n < 251)
+    assert_eq!(&first[..], &vp8_frame(n).1[..], "passed through unchanged");
+    // Congestion feedback to the publisher, sender reports to the viewer.
+    assert!(
+        publisher.twcc_received > 0,
+        "TWCC feedback to the publisher"
+    );
+    assert!(viewer.sender_reports > 0, "sender reports to the viewer");
 }

@@ -1,6 +1,7 @@
 //! (b) A str0m client plays (WHEP); frames written with `write_media` arrive intact.
 
 use std::time::{Duration, Instant};
+use str0m::RtcConfig;
 
 use str0m::media::Direction as S0Direction;
 
@@ -10,7 +11,12 @@ use crate::{Codec, Direction, MediaOut, RtcError, SessionEvent};
 #[test]
 fn written_frames_reach_the_viewer() {
     let mut host = HostSide::new();
-    let (mut peer, offer) = Peer::new(S0Direction::RecvOnly);
+    // H.264 and Opus only, so that VP8 is a codec it did not negotiate.
+    let config = RtcConfig::new()
+        .clear_codecs()
+        .enable_h264(true)
+        .enable_opus(true, false);
+    let (mut peer, offer) = Peer::with_config(config, S0Direction::RecvOnly);
     let (id, answer) = host
         .host
         .accept_offer(Direction::Play, &offer, Instant::now())

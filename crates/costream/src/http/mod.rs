@@ -51,6 +51,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/{app}/{file}", get(media))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such resource") })
         .layer(cors)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::webrtc::http::links_on_options,
+        ))
         .with_state(state)
 }
 

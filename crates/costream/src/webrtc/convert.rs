@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use costream_hub::avc::{self, AvcConfig};
-use costream_hub::{Codec, Frame, FrameKind};
+use costream_hub::{vp8, Codec, Frame, FrameKind, MuxFormat};
 use costream_rtc::{Codec as RtcCodec, MediaFrame, MediaOut};
 
 /// An OpusHead (RFC 7845 §5.1): version 1, stereo, no pre-skip, 48 kHz.
@@ -20,6 +20,8 @@ pub struct IngestClock {
     audio: Option<TrackClock>,
     sps: Option<Bytes>,
     pps: Option<Bytes>,
+    /// VP8 picture size of the last key frame.
+    vp8_size: Option<(u16, u16)>,
     sent_audio_config: bool,
 }
 
@@ -34,9 +36,8 @@ impl IngestClock {
     pub fn convert(&mut self, frame: &MediaFrame) -> Vec<Frame> {
         let start = *self.start.get_or_insert(frame.network_time);
         let slot = match frame.codec {
-            RtcCodec::H264 => &mut self.video,
+            RtcCodec::H264 | RtcCodec::Vp8 => &mut self.video,
             RtcCodec::Opus => &mut self.audio,
-            RtcCodec::Vp8 => return Vec::new(),
         };
         // Tracks start on the wall clock's arrival time; afterwards their own
         // RTP clock times them (sender-report sync comes with the bridge).
@@ -68,8 +69,34 @@ impl IngestClock {
                 out.push(Frame::audio(ms, frame.data.clone()).with_codec(Codec::Opus));
                 out
             }
-            RtcCodec::Vp8 => Vec::new(),
+            RtcCodec::Vp8 => self.vp8(ms, frame),
         }
+    }
+
+    /// VP8 passes through as it came; a size change on a key frame becomes
+    /// a config frame. Frames before the first key frame are dropped.
+    fn vp8(&mut self, ms: i64, frame: &MediaFrame) -> Vec<Frame> {
+        let mut out = Vec::with_capacity(2);
+        let keyframe = vp8::is_keyframe(&frame.data);
+        if let Some(size) = vp8::keyframe_size(&frame.data) {
+            if self.vp8_size != Some(size) {
+                self.vp8_size = Some(size);
+                let record = vp8::config_record(size.0, size.1);
+                out.push(
+                    Frame::new(
+                        FrameKind::VideoConfig,
+                        ms,
+                        ms,
+                        Bytes::copy_from_slice(&record),
+                    )
+                    .with_codec(Codec::Vp8),
+                );
+            }
+        }
+        if self.vp8_size.is_some() {
+            out.push(Frame::video(ms, ms, keyframe, frame.data.clone()).with_codec(Codec::Vp8));
+        }
+        out
     }
 
     fn h264(&mut self, ms: i64, frame: &MediaFrame) -> Vec<Frame> {
@@ -111,7 +138,7 @@ impl IngestClock {
     }
 
     pub fn has_video_config(&self) -> bool {
-        self.sps.is_some() && self.pps.is_some()
+        (self.sps.is_some() && self.pps.is_some()) || self.vp8_size.is_some()
     }
 }
 
@@ -122,10 +149,13 @@ pub struct EgressState {
 }
 
 impl EgressState {
-    /// The WebRTC payload for a hub frame, if WebRTC can carry it.
+    /// The WebRTC payload for a hub frame, if WebRTC can carry it. The
+    /// Annex B form of an H.264 frame is made once and shared by every
+    /// WHEP viewer (the parameter sets in front of an IDR are the stream's,
+    /// the same for all of them).
     pub fn convert(&mut self, frame: &Frame) -> Option<(RtcCodec, u64, Bytes)> {
         match (frame.kind, frame.codec) {
-            (FrameKind::VideoConfig, _) => {
+            (FrameKind::VideoConfig, Codec::H264) => {
                 let cfg = AvcConfig::parse(&frame.data).ok()?;
                 let mut ps = BytesMut::new();
                 for nal in cfg.sps.iter().chain(&cfg.pps) {
@@ -136,13 +166,23 @@ impl EgressState {
                 None
             }
             (FrameKind::Video, Codec::H264) => {
-                let mut au = BytesMut::with_capacity(frame.data.len() + 64);
-                if frame.keyframe {
-                    // Browsers need SPS/PPS in front of every IDR.
-                    au.put_slice(self.parameter_sets.as_deref()?);
-                }
-                avc::avcc_to_annexb(&frame.data, &mut au);
-                Some((RtcCodec::H264, rtp_time(frame.pts, 90), au.freeze()))
+                // Browsers need SPS/PPS in front of every IDR.
+                let ps = if frame.keyframe {
+                    Some(self.parameter_sets.clone()?)
+                } else {
+                    None
+                };
+                let au = frame.muxed(MuxFormat::AnnexB, |f| {
+                    let ps = ps.as_deref().unwrap_or_default();
+                    let mut au = BytesMut::with_capacity(f.data.len() + ps.len() + 16);
+                    au.put_slice(ps);
+                    avc::avcc_to_annexb(&f.data, &mut au);
+                    au.freeze()
+                });
+                Some((RtcCodec::H264, rtp_time(frame.pts, 90), au))
+            }
+            (FrameKind::Video, Codec::Vp8) => {
+                Some((RtcCodec::Vp8, rtp_time(frame.pts, 90), frame.data.clone()))
             }
             (FrameKind::Audio, Codec::Opus) => {
                 Some((RtcCodec::Opus, rtp_time(frame.dts, 48), frame.data.clone()))

@@ -5,8 +5,10 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::Request;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{patch, post};
 use axum::Router;
@@ -23,6 +25,35 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/whep/{app}/{stream}", post(whep))
         .route("/whip/{app}/{stream}/{session}", patch(trickle).delete(end))
         .route("/whep/{app}/{stream}/{session}", patch(trickle).delete(end))
+}
+
+/// `OPTIONS` on a WHIP/WHEP endpoint also names the ICE servers a client
+/// may use, as `Link` headers (RFC 9725 section 4.6). A middleware outside
+/// the CORS layer, which answers every OPTIONS request itself.
+pub async fn links_on_options(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let wants_links = request.method() == Method::OPTIONS
+        && (request.uri().path().starts_with("/whip/")
+            || request.uri().path().starts_with("/whep/"));
+    let mut response = next.run(request).await;
+    if wants_links {
+        add_links(&state, response.headers_mut());
+    }
+    response
+}
+
+fn add_links(state: &AppState, headers: &mut HeaderMap) {
+    let Some(rtc) = &state.rtc else {
+        return;
+    };
+    for link in rtc.ice_links.iter() {
+        if let Ok(v) = header::HeaderValue::from_str(link) {
+            headers.append(header::LINK, v);
+        }
+    }
 }
 
 async fn whip(
@@ -95,7 +126,7 @@ async fn offer(
     match rtc.offer(direction, key.clone(), sdp).await {
         Ok((session, answer)) => {
             let location = format!("/{kind}/{key}/{}", session.0);
-            (
+            let mut response = (
                 StatusCode::CREATED,
                 [
                     (header::CONTENT_TYPE, "application/sdp".to_string()),
@@ -103,7 +134,9 @@ async fn offer(
                 ],
                 answer,
             )
-                .into_response()
+                .into_response();
+            add_links(&state, response.headers_mut());
+            response
         }
         Err(e) => {
             let status = match &e {

@@ -4,6 +4,7 @@
 
 mod convert;
 pub mod http;
+mod tcp;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
@@ -13,9 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use costream_hub::{Frame, Hub, Protocol, PublishError, Publisher, StreamKey, Subscriber};
 use costream_rtc::{
-    Direction, HostOutput, RtcError, RtcHost, RtcHostConfig, SessionEvent, SessionId,
+    Direction, HostOutput, RtcError, RtcHost, RtcHostConfig, SessionEvent, SessionId, Transport,
 };
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -29,6 +30,10 @@ const PLI_INTERVAL: Duration = Duration::from_millis(500);
 pub struct RtcService {
     commands: mpsc::Sender<Command>,
     pub udp_addr: SocketAddr,
+    /// The ICE-TCP listener, when enabled.
+    pub tcp_addr: Option<SocketAddr>,
+    /// `Link` header values naming the ICE servers clients may use.
+    pub ice_links: Arc<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +75,18 @@ enum Command {
     Sessions {
         reply: oneshot::Sender<Vec<SessionInfo>>,
     },
+    TcpOpened {
+        peer: SocketAddr,
+        writer: tcp::TcpWriter,
+    },
+    TcpPacket {
+        peer: SocketAddr,
+        local: SocketAddr,
+        data: bytes::Bytes,
+    },
+    TcpClosed {
+        peer: SocketAddr,
+    },
 }
 
 /// A session as the API shows it.
@@ -92,15 +109,34 @@ impl RtcService {
             .await
             .with_context(|| format!("binding WebRTC UDP to {}", config.udp_listen))?;
         let udp_addr = socket.local_addr()?;
+        let listener = match config.tcp_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding WebRTC ICE-TCP to {addr}"))?,
+            ),
+            None => None,
+        };
+        let tcp_addr = listener.as_ref().map(|l| l.local_addr()).transpose()?;
         let candidates = candidates(config, udp_addr);
+        let tcp_candidates = tcp_addr.map_or(Vec::new(), |a| self::candidates(config, a));
         tracing::info!(
             "WebRTC on udp://{udp_addr} (WHIP /whip/APP/STREAM, WHEP /whep/APP/STREAM), candidates {candidates:?}"
         );
+        match tcp_addr {
+            Some(a) => tracing::info!("WebRTC ICE-TCP on tcp://{a}, candidates {tcp_candidates:?}"),
+            None => tracing::info!("WebRTC ICE-TCP is off"),
+        }
+        let ice_links = Arc::new(ice_links(config, &candidates));
         let host = RtcHost::new(RtcHostConfig {
             session_timeout: config.session_timeout,
+            tcp_candidates,
             ..RtcHostConfig::new(candidates)
         });
         let (tx, rx) = mpsc::channel(4096);
+        if let Some(listener) = listener {
+            tokio::spawn(tcp::accept_loop(listener, tx.clone()));
+        }
         let task = Task {
             host,
             socket,
@@ -109,11 +145,14 @@ impl RtcService {
             commands: tx.clone(),
             sessions: HashMap::new(),
             publishers: HashMap::new(),
+            tcp: HashMap::new(),
         };
         tokio::spawn(task.run(rx));
         Ok(RtcService {
             commands: tx,
             udp_addr,
+            tcp_addr,
+            ice_links,
         })
     }
 
@@ -189,7 +228,36 @@ impl RtcService {
     }
 }
 
-/// ICE candidates to announce for the bound UDP address.
+/// `Link` header values (RFC 9725 section 4.6) for the configured ICE
+/// servers, or for this server's own STUN service on its UDP port.
+fn ice_links(config: &RtcConfig, candidates: &[SocketAddr]) -> Vec<String> {
+    if config.ice_servers.is_empty() {
+        return candidates
+            .first()
+            .map(|a| format!("<stun:{a}>; rel=\"ice-server\""))
+            .into_iter()
+            .collect();
+    }
+    config
+        .ice_servers
+        .iter()
+        .map(|s| {
+            let mut link = format!("<{}>; rel=\"ice-server\"", s.url);
+            if let Some(u) = &s.username {
+                link.push_str(&format!("; username=\"{}\"", u.replace('"', "")));
+            }
+            if let Some(c) = &s.credential {
+                link.push_str(&format!(
+                    "; credential=\"{}\"; credential-type=\"password\"",
+                    c.replace('"', "")
+                ));
+            }
+            link
+        })
+        .collect()
+}
+
+/// ICE candidates to announce for a bound (UDP or TCP) address.
 fn candidates(config: &RtcConfig, bound: SocketAddr) -> Vec<SocketAddr> {
     let port = bound.port();
     if !config.public_ips.is_empty() {
@@ -241,6 +309,8 @@ struct Task {
     sessions: HashMap<SessionId, Session>,
     /// The WHIP session publishing each stream, for keyframe requests.
     publishers: HashMap<StreamKey, SessionId>,
+    /// Open ICE-TCP connections by client address.
+    tcp: HashMap<SocketAddr, tcp::TcpWriter>,
 }
 
 impl Task {
@@ -268,10 +338,24 @@ impl Task {
         loop {
             match self.host.poll(now) {
                 HostOutput::Transmit {
-                    destination, data, ..
+                    transport: Transport::Udp,
+                    destination,
+                    data,
+                    ..
                 } => {
                     if let Err(e) = self.socket.send_to(&data, destination).await {
                         tracing::debug!("webrtc send to {destination}: {e}");
+                    }
+                }
+                HostOutput::Transmit {
+                    transport: Transport::Tcp,
+                    destination,
+                    data,
+                    ..
+                } => {
+                    // Full: the client reads too slowly; dropped like a datagram.
+                    if let Some(w) = self.tcp.get(&destination) {
+                        let _ = w.try_send(data.into());
                     }
                 }
                 HostOutput::Event { session, event } => self.event(session, event, now),
@@ -420,6 +504,16 @@ impl Task {
             Command::Ended { session } => {
                 self.host.close(session);
             }
+            Command::TcpOpened { peer, writer } => {
+                self.tcp.insert(peer, writer);
+            }
+            Command::TcpPacket { peer, local, data } => {
+                self.host
+                    .handle_packet(now, Transport::Tcp, peer, local, &data);
+            }
+            Command::TcpClosed { peer } => {
+                self.tcp.remove(&peer);
+            }
             Command::Sessions { reply } => {
                 let list = self
                     .sessions
@@ -477,6 +571,22 @@ impl Task {
                 return Err(e.into());
             }
         };
+        if let Some(sub) = &viewer {
+            // The viewer must take the stream's video codec (VP8 passes
+            // through as VP8; H.264 as H.264).
+            let video = sub.stream().info().video.map(|v| match v.codec {
+                costream_hub::VideoCodec::H264 => costream_rtc::Codec::H264,
+                costream_hub::VideoCodec::Vp8 => costream_rtc::Codec::Vp8,
+            });
+            if let Some(codec) = video.filter(|&c| !self.host.negotiated(id, c)) {
+                self.host.close(id);
+                return Err(RtcError::NoSupportedCodec(format!(
+                    "stream {key} sends {} video and the offer does not receive it",
+                    codec.name().to_uppercase()
+                ))
+                .into());
+            }
+        }
         if direction == Direction::Publish {
             self.publishers.insert(key.clone(), id);
         }

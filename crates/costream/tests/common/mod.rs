@@ -19,6 +19,7 @@ pub async fn start_server(tweak: impl FnOnce(&mut Config)) -> Server {
     config.rtmp.listen = "127.0.0.1:0".parse().unwrap();
     config.http.listen = "127.0.0.1:0".parse().unwrap();
     config.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
+    config.rtc.tcp_listen = Some("127.0.0.1:0".parse().unwrap());
     config.rtc.public_ips = vec!["127.0.0.1".parse().unwrap()];
     tweak(&mut config);
     Server::start(config).await.expect("server starts")
