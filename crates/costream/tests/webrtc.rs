@@ -621,6 +621,22 @@ async fn ice_tcp_only_clients_publish_and_play() {
     for addr in [publisher.addr, viewer.addr] {
         assert!(remotes.contains(&addr.to_string().as_str()), "{sessions}");
     }
+
+    // The publisher leaves: the viewer is told (DTLS close) and no session
+    // is left on the server.
+    let loc = header(&head, "location").unwrap().to_string();
+    let (status, _, _) = http_send(http, "DELETE", &loc, "text/plain", b"").await;
+    assert_eq!(status, 200);
+    assert!(
+        pump_until(&mut [&mut viewer], Duration::from_secs(5), |p| !p[0]
+            .rtc
+            .is_alive())
+        .await,
+        "the viewer's session was closed by the server"
+    );
+    let (_, body) = http_get(http, "/api/v1/webrtc/sessions").await;
+    let sessions: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(sessions["sessions"].as_array().unwrap().len(), 0, "{sessions}");
 }
 
 /// A VP8 frame: key frames carry the 640x480 header (RFC 6386 9.1).
