@@ -41,6 +41,21 @@ impl StreamKey {
         StreamKey::new(app, stream)
     }
 
+    /// The key of this stream's bridged twin, `app/stream~suffix` (see the
+    /// server's bridges). `~` is not allowed in keys clients give, so a
+    /// twin never collides with a published stream.
+    pub fn bridged(&self, suffix: &str) -> StreamKey {
+        StreamKey {
+            app: self.app.clone(),
+            stream: format!("{}~{suffix}", self.stream),
+        }
+    }
+
+    /// Whether this is a bridged twin (see [`StreamKey::bridged`]).
+    pub fn is_bridged(&self) -> bool {
+        self.stream.contains('~')
+    }
+
     pub fn app(&self) -> &str {
         &self.app
     }
@@ -90,5 +105,12 @@ mod tests {
         assert!(StreamKey::new("live", "a%2f").is_err());
         assert!(StreamKey::new("", "a").is_err());
         assert!(StreamKey::new("live", &"x".repeat(200)).is_err());
+        let twin = StreamKey::parse("live/cam").unwrap().bridged("aac");
+        assert_eq!(twin.to_string(), "live/cam~aac");
+        assert!(twin.is_bridged());
+        assert!(
+            StreamKey::parse("live/cam~aac").is_err(),
+            "clients cannot name twins"
+        );
     }
 }

@@ -18,6 +18,7 @@ use crate::config::HlsConfig;
 pub struct HlsService {
     streams: Arc<Mutex<HashMap<StreamKey, Arc<HlsStream>>>>,
     config: HlsConfig,
+    bridges: crate::bridge::Bridges,
 }
 
 pub struct HlsStream {
@@ -31,10 +32,11 @@ pub struct HlsStream {
 
 impl HlsService {
     /// Starts watching the hub for streams to segment.
-    pub fn start(hub: Hub, config: HlsConfig) -> HlsService {
+    pub fn start(hub: Hub, config: HlsConfig, bridges: crate::bridge::Bridges) -> HlsService {
         let service = HlsService {
             streams: Arc::default(),
             config,
+            bridges,
         };
         if service.config.enabled {
             let svc = service.clone();
@@ -70,6 +72,9 @@ impl HlsService {
 
     /// Starts a segmenter for `key` unless one runs for the live stream.
     fn ensure(&self, hub: &Hub, key: StreamKey) {
+        if key.is_bridged() {
+            return;
+        }
         let Some(hub_stream) = hub.stream(&key) else {
             return;
         };
@@ -97,8 +102,21 @@ impl HlsService {
         };
         tokio::spawn(async move {
             let mut sub = sub;
-            let mut segmenter = Segmenter::new(seg_config);
+            let mut segmenter = Segmenter::new(seg_config.clone());
             while let Some(frame) = sub.recv().await {
+                if frame.kind == costream_hub::FrameKind::AudioConfig
+                    && frame.codec == costream_hub::Codec::Opus
+                    && !sub.stream().key().is_bridged()
+                {
+                    // TS carries AAC: segment the AAC twin from here on.
+                    if let Ok(twin) = svc.bridges.subscribe(&key, Protocol::Hls) {
+                        if twin.stream().key().is_bridged() {
+                            sub = twin;
+                            segmenter = Segmenter::new(seg_config.clone());
+                        }
+                    }
+                    continue;
+                }
                 if !crate::mux::flv_carries(&frame) {
                     continue;
                 }

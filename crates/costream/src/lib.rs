@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod bench;
+pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod hls;

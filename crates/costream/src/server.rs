@@ -16,6 +16,7 @@ pub struct AppState {
     pub config: Config,
     pub hub: Hub,
     pub hls: HlsService,
+    pub bridges: crate::bridge::Bridges,
     /// `None` when WebRTC is disabled.
     pub rtc: Option<crate::webrtc::RtcService>,
 }
@@ -36,7 +37,8 @@ impl Server {
     pub async fn start(config: Config) -> anyhow::Result<Server> {
         crate::metrics::handle();
         let hub = Hub::new(config.hub_config());
-        let hls = HlsService::start(hub.clone(), config.hls.clone());
+        let bridges = crate::bridge::Bridges::new(hub.clone());
+        let hls = HlsService::start(hub.clone(), config.hls.clone(), bridges.clone());
         let rtmp = TcpListener::bind(config.rtmp.listen)
             .await
             .with_context(|| format!("binding RTMP to {}", config.rtmp.listen))?;
@@ -46,7 +48,7 @@ impl Server {
         let rtmp_addr = rtmp.local_addr()?;
         let http_addr = http.local_addr()?;
         let rtc = if config.rtc.enabled {
-            Some(crate::webrtc::RtcService::start(&config.rtc, hub.clone()).await?)
+            Some(crate::webrtc::RtcService::start(&config.rtc, hub.clone(), bridges.clone()).await?)
         } else {
             None
         };
@@ -54,6 +56,7 @@ impl Server {
             config,
             hub,
             hls,
+            bridges,
             rtc,
         });
         let app = crate::http::router(state.clone());

@@ -636,7 +636,11 @@ async fn ice_tcp_only_clients_publish_and_play() {
     );
     let (_, body) = http_get(http, "/api/v1/webrtc/sessions").await;
     let sessions: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(sessions["sessions"].as_array().unwrap().len(), 0, "{sessions}");
+    assert_eq!(
+        sessions["sessions"].as_array().unwrap().len(),
+        0,
+        "{sessions}"
+    );
 }
 
 /// A VP8 frame: key frames carry the 640x480 header (RFC 6386 9.1).

@@ -11,6 +11,7 @@ use costream_hub::{Protocol, Stream, StreamKey};
 use serde_json::{json, Value};
 
 use super::error;
+use crate::bridge::AudioTarget;
 use crate::server::AppState;
 
 pub(super) fn router() -> Router<Arc<AppState>> {
@@ -18,11 +19,24 @@ pub(super) fn router() -> Router<Arc<AppState>> {
         .route("/streams", get(list))
         .route("/streams/{app}/{stream}", get(show).delete(kick))
         .route("/webrtc/sessions", get(rtc_sessions))
+        .route("/bridges", get(bridges))
 }
 
+/// Live streams; bridged twins are listed under `/bridges`, their viewers
+/// counted with the stream they bridge.
 async fn list(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let streams: Vec<Value> = state.hub.streams().iter().map(|s| describe(s)).collect();
+    let streams: Vec<Value> = state
+        .hub
+        .streams()
+        .iter()
+        .filter(|s| !s.key().is_bridged())
+        .map(|s| describe(&state, s))
+        .collect();
     Json(json!({ "streams": streams }))
+}
+
+async fn bridges(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({ "bridges": state.bridges.list() }))
 }
 
 async fn show(
@@ -30,7 +44,7 @@ async fn show(
     Path((app, stream)): Path<(String, String)>,
 ) -> Response {
     match lookup(&state, &app, &stream) {
-        Ok(s) => Json(describe(&s)).into_response(),
+        Ok(s) => Json(describe(&state, &s)).into_response(),
         Err(r) => *r,
     }
 }
@@ -73,14 +87,28 @@ fn lookup(state: &AppState, app: &str, stream: &str) -> Result<Arc<Stream>, Box<
     })
 }
 
-fn describe(stream: &Stream) -> Value {
+fn describe(state: &AppState, stream: &Stream) -> Value {
     let snap = stream.snapshot();
     let stats = &stream.stats;
+    let twins: Vec<Arc<Stream>> = [AudioTarget::Aac, AudioTarget::Opus]
+        .iter()
+        .filter_map(|t| state.hub.stream(&snap.key.bridged(t.suffix())))
+        .collect();
     let mut viewers = serde_json::Map::new();
+    let mut total = 0;
     for p in Protocol::ALL {
-        viewers.insert(p.name().into(), stats.viewers(p).into());
+        let mut n = stats.viewers(p);
+        // A twin's HLS "viewer" is the segmenter; HLS clients are counted
+        // on the stream itself.
+        if p != Protocol::Hls {
+            n += twins.iter().map(|t| t.stats.viewers(p)).sum::<u64>();
+        }
+        if p != Protocol::Internal {
+            total += n;
+        }
+        viewers.insert(p.name().into(), n.into());
     }
-    viewers.insert("total".into(), stats.total_viewers().into());
+    viewers.insert("total".into(), total.into());
     json!({
         "key": snap.key.to_string(),
         "app": snap.key.app(),

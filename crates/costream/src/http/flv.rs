@@ -17,7 +17,7 @@ use crate::mux;
 use crate::server::AppState;
 
 pub(super) async fn play(state: Arc<AppState>, key: StreamKey) -> Response {
-    let mut sub = match state.hub.subscribe(&key, Protocol::Flv) {
+    let mut sub = match state.bridges.subscribe(&key, Protocol::Flv) {
         Ok(s) => s,
         Err(e) => {
             metrics::counter!(crate::metrics::REJECTED, "protocol" => "flv", "reason" => "not_found").increment(1);

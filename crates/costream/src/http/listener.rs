@@ -91,7 +91,7 @@ fn flv_request(req: &httparse::Request, state: &AppState) -> Option<(StreamKey, 
     let (app, file) = path.strip_prefix('/')?.split_once('/')?;
     let key = StreamKey::new(app, file.strip_suffix(".flv")?).ok()?;
     // Unknown streams fall through to axum, which answers 404 with a reason.
-    let sub = state.hub.subscribe(&key, Protocol::Flv).ok()?;
+    let sub = state.bridges.subscribe(&key, Protocol::Flv).ok()?;
     Some((key, sub))
 }
 

@@ -24,7 +24,7 @@ pub(super) async fn run(
     req: Request,
     state: &Arc<AppState>,
 ) -> anyhow::Result<()> {
-    let mut sub = match state.hub.subscribe(&req.key, Protocol::Rtmp) {
+    let mut sub = match state.bridges.subscribe(&req.key, Protocol::Rtmp) {
         Ok(s) => s,
         Err(e @ SubscribeError::NotFound(_)) => {
             tracing::info!(stream = %req.key, "play refused: {e}");

@@ -94,7 +94,11 @@ impl IngestClock {
             }
         }
         if self.vp8_size.is_some() {
-            out.push(Frame::video(ms, ms, keyframe, frame.data.clone()).with_codec(Codec::Vp8));
+            // Not `Frame::video`, which reads H.264 headers for disposability.
+            let mut f =
+                Frame::new(FrameKind::Video, ms, ms, frame.data.clone()).with_codec(Codec::Vp8);
+            f.keyframe = keyframe;
+            out.push(f);
         }
         out
     }

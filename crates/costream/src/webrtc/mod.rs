@@ -104,7 +104,11 @@ pub struct SessionInfo {
 }
 
 impl RtcService {
-    pub async fn start(config: &RtcConfig, hub: Hub) -> anyhow::Result<RtcService> {
+    pub async fn start(
+        config: &RtcConfig,
+        hub: Hub,
+        bridges: crate::bridge::Bridges,
+    ) -> anyhow::Result<RtcService> {
         let socket = UdpSocket::bind(config.udp_listen)
             .await
             .with_context(|| format!("binding WebRTC UDP to {}", config.udp_listen))?;
@@ -142,6 +146,7 @@ impl RtcService {
             socket,
             local: udp_addr,
             hub,
+            bridges,
             commands: tx.clone(),
             sessions: HashMap::new(),
             publishers: HashMap::new(),
@@ -305,6 +310,7 @@ struct Task {
     socket: UdpSocket,
     local: SocketAddr,
     hub: Hub,
+    bridges: crate::bridge::Bridges,
     commands: mpsc::Sender<Command>,
     sessions: HashMap<SessionId, Session>,
     /// The WHIP session publishing each stream, for keyframe requests.
@@ -556,7 +562,7 @@ impl Task {
             Direction::Publish => (Some(self.hub.publish(key.clone(), Protocol::WebRtc)?), None),
             Direction::Play => {
                 let sub = self
-                    .hub
+                    .bridges
                     .subscribe(&key, Protocol::WebRtc)
                     .map_err(|_| OfferError::NotLive(key.clone()))?;
                 (None, Some(sub))

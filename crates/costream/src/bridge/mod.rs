@@ -1,0 +1,141 @@
+//! Protocol bridges. A viewer whose protocol cannot carry a stream's audio
+//! codec (Opus over RTMP, HTTP-FLV and HLS; AAC over WebRTC) plays the
+//! stream's bridged twin instead: `app/stream~aac` or `app/stream~opus`, a
+//! hub stream published by a bridge task that subscribes to the original,
+//! passes video through untouched (the same payload bytes) and transcodes
+//! the audio. One bridge per twin serves all its viewers; it starts with
+//! the first viewer and stops soon after the last one leaves, or when the
+//! original stream ends.
+
+mod audio;
+mod task;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Instant;
+
+use costream_hub::{AudioCodec, Hub, Protocol, StreamKey, SubscribeError, Subscriber};
+use parking_lot::Mutex;
+
+pub use audio::AudioTarget;
+
+/// The running bridges, by twin key.
+#[derive(Clone)]
+pub struct Bridges {
+    hub: Hub,
+    running: Arc<Mutex<HashMap<StreamKey, Arc<BridgeStats>>>>,
+}
+
+/// What a bridge has done, for the API.
+#[derive(Debug)]
+pub struct BridgeStats {
+    pub source: StreamKey,
+    pub twin: StreamKey,
+    pub target: AudioTarget,
+    pub started: Instant,
+    pub frames_in: AtomicU64,
+    pub audio_in: AtomicU64,
+    pub audio_out: AtomicU64,
+    pub audio_errors: AtomicU64,
+    /// Time spent transcoding, nanoseconds (one thread, so CPU time).
+    pub transcode_ns: AtomicU64,
+}
+
+/// A bridge as `GET /api/v1/bridges` shows it.
+#[derive(Debug, serde::Serialize)]
+pub struct BridgeInfo {
+    pub source: String,
+    pub stream: String,
+    pub audio: &'static str,
+    pub uptime_secs: f64,
+    pub viewers: u64,
+    pub frames_in: u64,
+    pub audio_frames_in: u64,
+    pub audio_frames_out: u64,
+    pub audio_errors: u64,
+    pub transcode_cpu_ms: f64,
+    /// Transcoding CPU as a share of one core over the bridge's life.
+    pub cpu_percent: f64,
+}
+
+impl Bridges {
+    pub fn new(hub: Hub) -> Bridges {
+        Bridges {
+            hub,
+            running: Arc::default(),
+        }
+    }
+
+    /// Subscribes a viewer of `protocol` to `key`: directly when the protocol
+    /// carries the stream's audio codec (or the codec is not known yet),
+    /// else to the bridged twin, starting its bridge if needed.
+    pub fn subscribe(
+        &self,
+        key: &StreamKey,
+        protocol: Protocol,
+    ) -> Result<Subscriber, SubscribeError> {
+        let Some(target) = self.target_for(key, protocol) else {
+            return self.hub.subscribe(key, protocol);
+        };
+        let twin = key.bridged(target.suffix());
+        // Held while starting, and by a stopping bridge while it checks for
+        // viewers, so a new viewer never subscribes to a twin being ended.
+        let mut running = self.running.lock();
+        if self.hub.stream(&twin).is_none() || !running.contains_key(&twin) {
+            let stats = task::start(&self.hub, key, &twin, target, self.running.clone())?;
+            running.insert(twin.clone(), stats);
+        }
+        self.hub.subscribe(&twin, protocol)
+    }
+
+    /// The audio a viewer of `protocol` needs, when `key`'s audio is
+    /// something else.
+    fn target_for(&self, key: &StreamKey, protocol: Protocol) -> Option<AudioTarget> {
+        let audio = self.hub.stream(key)?.info().audio?.codec;
+        match (protocol, audio) {
+            (Protocol::WebRtc, AudioCodec::Aac) => Some(AudioTarget::Opus),
+            (Protocol::Rtmp | Protocol::Flv | Protocol::Hls, AudioCodec::Opus) => {
+                Some(AudioTarget::Aac)
+            }
+            _ => None,
+        }
+    }
+
+    pub fn list(&self) -> Vec<BridgeInfo> {
+        let running = self.running.lock();
+        let mut out: Vec<BridgeInfo> = running
+            .values()
+            .map(|s| {
+                let uptime = s.started.elapsed().as_secs_f64();
+                let cpu_ms = s.transcode_ns.load(Relaxed) as f64 / 1e6;
+                BridgeInfo {
+                    source: s.source.to_string(),
+                    stream: s.twin.to_string(),
+                    audio: s.target.name(),
+                    uptime_secs: (uptime * 10.0).round() / 10.0,
+                    viewers: self
+                        .hub
+                        .stream(&s.twin)
+                        .map_or(0, |st| st.stats.total_viewers()),
+                    frames_in: s.frames_in.load(Relaxed),
+                    audio_frames_in: s.audio_in.load(Relaxed),
+                    audio_frames_out: s.audio_out.load(Relaxed),
+                    audio_errors: s.audio_errors.load(Relaxed),
+                    transcode_cpu_ms: (cpu_ms * 10.0).round() / 10.0,
+                    cpu_percent: if uptime > 0.0 {
+                        (cpu_ms / 10.0 / uptime * 100.0).round() / 100.0
+                    } else {
+                        0.0
+                    },
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.stream.cmp(&b.stream));
+        out
+    }
+
+    pub fn count(&self) -> usize {
+        self.running.lock().len()
+    }
+}
