@@ -102,7 +102,7 @@ impl HlsService {
         };
         tokio::spawn(async move {
             let mut sub = sub;
-            let mut segmenter = Segmenter::new(seg_config.clone());
+            let mut segmenter = Segmenter::new(seg_config);
             while let Some(frame) = sub.recv().await {
                 if frame.kind == costream_hub::FrameKind::AudioConfig
                     && frame.codec == costream_hub::Codec::Opus
@@ -112,7 +112,7 @@ impl HlsService {
                     if let Ok(twin) = svc.bridges.subscribe(&key, Protocol::Hls) {
                         if twin.stream().key().is_bridged() {
                             sub = twin;
-                            segmenter = Segmenter::new(seg_config.clone());
+                            segmenter = Segmenter::new(seg_config);
                         }
                     }
                     continue;
