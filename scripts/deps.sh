@@ -6,7 +6,8 @@ ensure_debian_packages() {
   local missing=() pair cmd pkg
   for pair in "$@"; do
     cmd="${pair%%:*}"; pkg="${pair#*:}"
-    command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+    command -v "$cmd" >/dev/null 2>&1 && continue
+    [[ " ${missing[*]} " == *" $pkg "* ]] || missing+=("$pkg")
   done
   if [ ${#missing[@]} -eq 0 ]; then
     local cmds=("${@%%:*}")
