@@ -58,6 +58,10 @@ pub struct MediaFrame {
     pub network_time: Instant,
     /// For H.264: the access unit contains an IDR slice. For VP8: a key frame.
     pub keyframe: bool,
+    /// The publisher's clock mapping from its latest RTCP sender report for
+    /// this track, once one has arrived: what lip sync across tracks is
+    /// computed from.
+    pub sender_clock: Option<SenderClock>,
     /// False when packets were lost between the previous frame and this one:
     /// the decoder may need a keyframe (see `RtcHost::request_keyframe`).
     pub contiguous: bool,
@@ -127,4 +131,27 @@ pub struct HostCounters {
     pub input_errors: u64,
     /// Plain STUN binding requests answered.
     pub stun_replies: u64,
+}
+
+/// A point on a publisher's RTP clock and the wall-clock (NTP) time it
+/// stands for, from an RTCP sender report (RFC 3550 section 6.4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderClock {
+    pub ntp_time: std::time::SystemTime,
+    /// The RTP timestamp at `ntp_time`, 32 bits as on the wire.
+    pub rtp_time: u32,
+}
+
+impl SenderClock {
+    /// The sender's wall-clock time of a frame at `rtp_time` (any width; the
+    /// low 32 bits are compared), for a track at `clock_rate`.
+    pub fn wallclock(&self, rtp_time: u64, clock_rate: u32) -> std::time::SystemTime {
+        let delta = (rtp_time as u32).wrapping_sub(self.rtp_time) as i32 as i64;
+        let micros = delta * 1_000_000 / i64::from(clock_rate.max(1));
+        if micros >= 0 {
+            self.ntp_time + std::time::Duration::from_micros(micros as u64)
+        } else {
+            self.ntp_time - std::time::Duration::from_micros(micros.unsigned_abs())
+        }
+    }
 }

@@ -70,8 +70,8 @@ pub mod types;
 pub use config::{RtcHostConfig, MAX_OFFER_LEN};
 pub use error::RtcError;
 pub use event::{
-    CloseReason, HostCounters, HostOutput, KeyframeRequestKind, MediaFrame, SessionEvent,
-    SessionStats,
+    CloseReason, HostCounters, HostOutput, KeyframeRequestKind, MediaFrame, SenderClock,
+    SessionEvent, SessionStats,
 };
 pub use host::RtcHost;
 pub use types::{Codec, Direction, MediaKind, MediaOut, SessionId, Transport};

@@ -11,7 +11,8 @@ use str0m::stats::PeerStats;
 use str0m::{Event, IceConnectionState, Output, Rtc};
 
 use crate::event::{
-    CloseReason, HostOutput, KeyframeRequestKind, MediaFrame, SessionEvent, SessionStats,
+    CloseReason, HostOutput, KeyframeRequestKind, MediaFrame, SenderClock, SessionEvent,
+    SessionStats,
 };
 use crate::sdp::Tracks;
 use crate::types::{Codec, Direction, SessionId, Transport};
@@ -154,6 +155,11 @@ impl Session {
             network_time: d.network_time,
             keyframe: d.is_keyframe(),
             contiguous: d.contiguous,
+            sender_clock: d.last_sender_info.map(|i| SenderClock {
+                ntp_time: i.ntp_time,
+                // The SR carries the low 32 bits of the sender's RTP clock.
+                rtp_time: i.rtp_time.numer() as u32,
+            }),
             // Zero-copy: the Bytes keeps str0m's Arc alive.
             data: Bytes::from_owner(d.data),
         })

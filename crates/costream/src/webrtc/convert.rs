@@ -2,7 +2,7 @@
 //! parameter sets in band and RTP clocks per track; the hub keeps AVCC
 //! frames, configs as separate frames, and one millisecond clock.
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use costream_hub::avc::{self, AvcConfig};
@@ -22,6 +22,11 @@ pub struct IngestClock {
     pps: Option<Bytes>,
     /// VP8 picture size of the last key frame.
     vp8_size: Option<(u16, u16)>,
+    /// Sender-report time and the stream time it maps to, fixed by the
+    /// first frame that had a sender report: from then on every track is
+    /// timed by the publisher's own wall clock, which is what keeps audio
+    /// and video in sync (their RTP clocks have unrelated origins).
+    ntp_origin: Option<(SystemTime, i64)>,
     sent_audio_config: bool,
 }
 
@@ -49,7 +54,20 @@ impl IngestClock {
                 .as_millis() as i64,
         });
         let elapsed = frame.rtp_time.wrapping_sub(clock.first_rtp) as i64;
-        let ms = clock.base_ms + elapsed * 1000 / frame.clock_rate.max(1) as i64;
+        let by_arrival = clock.base_ms + elapsed * 1000 / frame.clock_rate.max(1) as i64;
+        let ms = match frame.sender_clock {
+            Some(sc) => {
+                let ntp = sc.wallclock(frame.rtp_time, frame.clock_rate);
+                let (origin, origin_ms) = *self.ntp_origin.get_or_insert((ntp, by_arrival));
+                let since = match ntp.duration_since(origin) {
+                    Ok(d) => d.as_millis() as i64,
+                    Err(e) => -(e.duration().as_millis() as i64),
+                };
+                origin_ms + since
+            }
+            // Before the first sender report (about a second): arrival time.
+            None => by_arrival,
+        };
         match frame.codec {
             RtcCodec::H264 => self.h264(ms, frame),
             RtcCodec::Opus => {
@@ -207,5 +225,76 @@ pub fn media_out(codec: RtcCodec, rtp_time: u64, data: &[u8]) -> MediaOut<'_> {
         rtp_time,
         wallclock: Instant::now(),
         data,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use costream_rtc::{MediaKind, SenderClock};
+    use std::time::Duration;
+
+    fn frame(codec: RtcCodec, rtp: u64, arrival: Instant, sc: Option<SenderClock>) -> MediaFrame {
+        let (kind, rate, data) = match codec {
+            RtcCodec::Opus => (MediaKind::Audio, 48_000, Bytes::from_static(&[0xfc, 1])),
+            _ => (
+                MediaKind::Video,
+                90_000,
+                Bytes::from_static(&[0, 0, 0, 1, 0x41, 0x9a, 0x00]),
+            ),
+        };
+        MediaFrame {
+            kind,
+            codec,
+            rtp_time: rtp,
+            clock_rate: rate,
+            network_time: arrival,
+            keyframe: false,
+            contiguous: true,
+            sender_clock: sc,
+            data,
+        }
+    }
+
+    #[test]
+    fn sender_reports_put_both_tracks_on_the_publishers_clock() {
+        let mut clock = IngestClock::default();
+        let t0 = Instant::now();
+        let ntp = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        // Audio's RTP clock starts at 1000, video's at 5_000_000; the audio
+        // packets arrive 80 ms late relative to video (a jitter buffer, say).
+        let audio_sc = SenderClock {
+            ntp_time: ntp,
+            rtp_time: 1000,
+        };
+        let video_sc = SenderClock {
+            ntp_time: ntp,
+            rtp_time: 5_000_000,
+        };
+        let a = clock.convert(&frame(
+            RtcCodec::Opus,
+            1000,
+            t0 + Duration::from_millis(80),
+            Some(audio_sc),
+        ));
+        let a_ms = a.last().unwrap().dts;
+        // Video captured 1 s after that audio frame (by the sender's clock).
+        let v_rtp = 5_000_000 + 90_000;
+        let mut f = frame(RtcCodec::H264, v_rtp, t0, Some(video_sc));
+        f.data = Bytes::from_static(&[0, 0, 0, 1, 0x41, 0x9a, 0x00]);
+        clock.sps = Some(Bytes::from_static(&[0x67]));
+        clock.pps = Some(Bytes::from_static(&[0x68]));
+        let v = clock.convert(&f);
+        let v_ms = v.last().unwrap().dts;
+        assert_eq!(v_ms - a_ms, 1000, "one second apart on the sender's clock");
+        // Without sender reports, arrival times rule.
+        let mut plain = IngestClock::default();
+        let a = plain.convert(&frame(
+            RtcCodec::Opus,
+            1000,
+            t0 + Duration::from_millis(80),
+            None,
+        ));
+        assert_eq!(a.last().unwrap().dts, 0);
     }
 }
