@@ -3,12 +3,14 @@
 // second page plays the stream back over WHEP; prints ONE JSON line with what
 // the viewer decoded.
 //
-//   node whip_whep.mjs --whip http://127.0.0.1:PORT/whip/live/s \
+//   node whip_whep.mjs [--whip http://127.0.0.1:PORT/whip/live/s] \
 //                      --whep http://127.0.0.1:PORT/whep/live/s \
 //                      [--seconds 6] [--codec h264|vp8|any] [--token TOKEN]
 //                      [--timeout 40] [--whep-wait 5] [--page URL] [--chromium PATH] [--verbose]
 //
 // The viewer's numbers are over the --seconds window that starts at its first
+// Without --whip only the viewer runs (the stream is published some other
+// way, e.g. ffmpeg over RTMP).
 // decoded frame (frames_decoded, fps, audio packets and energy are deltas over
 // it); width/height are the decoder's at the end. A WHEP POST answered 404
 // (stream not live yet) is retried for --whep-wait seconds. Both session URLs
@@ -54,7 +56,7 @@ const CHROMIUM_ARGS = [
 
 function usage(msg) {
   process.stderr.write(
-    `${msg}\nusage: node whip_whep.mjs --whip URL --whep URL [--seconds 6] [--codec h264|vp8|any] ` +
+    `${msg}\nusage: node whip_whep.mjs [--whip URL] --whep URL [--seconds 6] [--codec h264|vp8|any] ` +
       `[--token T] [--timeout 40] [--whep-wait 5] [--page URL] [--chromium PATH] [--verbose]\n`,
   );
   process.exit(2);
@@ -79,7 +81,7 @@ try {
 } catch (e) {
   usage(e.message);
 }
-if (!opts.whip || !opts.whep) usage('--whip and --whep are required');
+if (!opts.whep) usage('--whep is required');
 const seconds = Number(opts.seconds);
 const timeoutS = Number(opts.timeout);
 const whepWaitS = Number(opts['whep-wait']);
@@ -87,9 +89,9 @@ if (!(seconds > 0) || !(timeoutS > 0) || !(whepWaitS >= 0)) usage('bad --seconds
 const codec = opts.codec.toLowerCase();
 let whipUrl, whepUrl, pageUrl;
 try {
-  whipUrl = new URL(opts.whip).href;
+  whipUrl = opts.whip ? new URL(opts.whip).href : null;
   whepUrl = new URL(opts.whep).href;
-  pageUrl = opts.page ? new URL(opts.page).href : new URL('/healthz', whipUrl).href;
+  pageUrl = opts.page ? new URL(opts.page).href : new URL('/healthz', whepUrl).href;
 } catch (e) {
   usage(e.message);
 }
@@ -601,10 +603,12 @@ async function main() {
   const inPageTimeout = Math.max(5000, timeoutS * 1000 - (Date.now() - started) - 8000);
 
   result.stage = 'publishing (WHIP)';
-  log('WHIP', whipUrl);
-  const published = await pub
-    .evaluate(publishInPage, { url: whipUrl, token: opts.token, codec, timeoutMs: inPageTimeout })
-    .catch((e) => ({ error: pageError(e) }));
+  log('WHIP', whipUrl || '(none: the stream is published otherwise)');
+  const published = whipUrl
+    ? await pub
+        .evaluate(publishInPage, { url: whipUrl, token: opts.token, codec, timeoutMs: inPageTimeout })
+        .catch((e) => ({ error: pageError(e) }))
+    : {};
   result.publish_status = published.status;
   result.publish = published;
   log('published:', JSON.stringify(published));
@@ -629,7 +633,7 @@ async function main() {
   result.play_status = played.status;
   if (played.error) {
     result.play = played;
-    result.sent = await pub.evaluate(publisherStatsInPage).catch((e) => ({ error: e.message }));
+    if (whipUrl) result.sent = await pub.evaluate(publisherStatsInPage).catch((e) => ({ error: e.message }));
     await endSession('whep', played.location);
     await endSession('whip', published.location);
     throw new Error(`play: ${played.error}`);
@@ -650,7 +654,7 @@ async function main() {
     pair: played.pair,
     offer_mdns_candidates: played.offer_mdns_candidates,
   };
-  result.sent = await pub.evaluate(publisherStatsInPage).catch((e) => ({ error: e.message }));
+  if (whipUrl) result.sent = await pub.evaluate(publisherStatsInPage).catch((e) => ({ error: e.message }));
 
   result.stage = 'deleting the sessions';
   await endSession('whep', played.location);

@@ -193,3 +193,64 @@ async fn chromium_publishes_whip_and_plays_whep() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The bridge, RTMP to WebRTC: ffmpeg pushes x264 baseline and a 440 Hz AAC
+/// tone at 44.1 kHz; Chromium plays it over WHEP with the audio transcoded
+/// to Opus. The bridge runs while the viewer watches and stops after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtmp_push_plays_in_chromium_over_whep() {
+    let server = start_server(|_| {}).await;
+    let _ffmpeg = ffmpeg_push(
+        &rtmp_url(&server, "live/rtmp"),
+        &["-profile:v", "baseline"],
+    );
+    wait_for_stream(&server, "live/rtmp").await;
+    let seconds: f64 = 5.0;
+    let args: Vec<String> = vec![
+        "--whep".into(),
+        http_url(&server, "/whep/live/rtmp"),
+        "--seconds".into(),
+        seconds.to_string(),
+        "--timeout".into(),
+        "40".into(),
+    ];
+    let script =
+        tokio::spawn(
+            async move { run_node_script(WHIP_WHEP, &args, Duration::from_secs(60)).await },
+        );
+    let mut bridge = serde_json::Value::Null;
+    while !script.is_finished() {
+        let (_, body) = api_json(&server, "/api/v1/bridges").await;
+        if u(&body["bridges"][0]["audio_frames_out"]) > 50 {
+            bridge = body["bridges"][0].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = script.await.expect("the script task");
+    assert_eq!(out["ok"], true, "{out}");
+    let video = &out["video"];
+    assert!(f(&video["fps"]) >= 10.0, "video fps below 10: {out}");
+    assert_eq!(
+        (u(&video["width"]), u(&video["height"])),
+        (640, 360),
+        "{out}"
+    );
+    let audio = &out["audio"];
+    assert_eq!(audio["codec"], "audio/opus", "{out}");
+    assert!(u(&audio["packets"]) > 0, "no audio packets: {out}");
+    assert!(f(&audio["energy"]) > 0.0, "silent audio: {out}");
+    assert_eq!(bridge["source"], "live/rtmp", "{bridge}");
+    assert_eq!(bridge["audio"], "opus", "{bridge}");
+
+    // The viewer is gone (the script DELETEd it): the bridge stops.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = api_json(&server, "/api/v1/bridges").await;
+        if body["bridges"].as_array().is_some_and(|b| b.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "bridge still running: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
