@@ -34,6 +34,9 @@ pub struct StreamInfo {
     pub fps: f64,
     /// Incoming bits per second measured over the last second.
     pub bitrate_bps: u64,
+    /// A video frame has had pts != dts: the encoder uses B-frames (which
+    /// browsers' WebRTC decoders do not take).
+    pub b_frames: bool,
 }
 
 impl StreamInfo {
@@ -111,6 +114,7 @@ impl RateMeter {
         self.bytes += frame.data.len() as u64;
         if frame.kind == FrameKind::Video {
             self.video_frames += 1;
+            info.b_frames |= frame.pts != frame.dts;
         }
         let elapsed = self.window_start.elapsed();
         if elapsed >= Duration::from_secs(1) {

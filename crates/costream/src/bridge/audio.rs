@@ -20,9 +20,12 @@ impl AudioTarget {
         }
     }
 
-    /// The suffix of the twin stream's key.
+    /// The suffix of the twin stream's key: the protocols it is for.
     pub fn suffix(self) -> &'static str {
-        self.name()
+        match self {
+            AudioTarget::Aac => "rtmp",
+            AudioTarget::Opus => "webrtc",
+        }
     }
 }
 

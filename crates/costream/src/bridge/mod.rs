@@ -1,6 +1,7 @@
 //! Protocol bridges. A viewer whose protocol cannot carry a stream's audio
 //! codec (Opus over RTMP, HTTP-FLV and HLS; AAC over WebRTC) plays the
-//! stream's bridged twin instead: `app/stream~aac` or `app/stream~opus`, a
+//! stream's bridged twin instead: `app/stream~rtmp` (AAC audio, for RTMP,
+//! HTTP-FLV and HLS) or `app/stream~webrtc` (Opus audio), a
 //! hub stream published by a bridge task that subscribes to the original,
 //! passes video through untouched (the same payload bytes) and transcodes
 //! the audio. One bridge per twin serves all its viewers; it starts with
@@ -92,10 +93,13 @@ impl Bridges {
     /// The audio a viewer of `protocol` needs, when `key`'s audio is
     /// something else.
     fn target_for(&self, key: &StreamKey, protocol: Protocol) -> Option<AudioTarget> {
-        let audio = self.hub.stream(key)?.info().audio?.codec;
+        let info = self.hub.stream(key)?.info();
+        let audio = info.audio.map(|a| a.codec);
         match (protocol, audio) {
-            (Protocol::WebRtc, AudioCodec::Aac) => Some(AudioTarget::Opus),
-            (Protocol::Rtmp | Protocol::Flv | Protocol::Hls, AudioCodec::Opus) => {
+            (Protocol::WebRtc, Some(AudioCodec::Aac)) => Some(AudioTarget::Opus),
+            // Re-encoded without B-frames for browsers.
+            (Protocol::WebRtc, _) if info.b_frames => Some(AudioTarget::Opus),
+            (Protocol::Rtmp | Protocol::Flv | Protocol::Hls, Some(AudioCodec::Opus)) => {
                 Some(AudioTarget::Aac)
             }
             _ => None,

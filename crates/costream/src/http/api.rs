@@ -124,6 +124,7 @@ fn describe(state: &AppState, stream: &Stream) -> Value {
             "width": v.width,
             "height": v.height,
             "declared_fps": v.declared_fps,
+            "b_frames": snap.info.b_frames,
         })),
         "audio": snap.info.audio.as_ref().map(|a| json!({
             "codec": a.codec.name(),
