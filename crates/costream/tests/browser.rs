@@ -200,10 +200,7 @@ async fn chromium_publishes_whip_and_plays_whep() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rtmp_push_plays_in_chromium_over_whep() {
     let server = start_server(|_| {}).await;
-    let _ffmpeg = ffmpeg_push(
-        &rtmp_url(&server, "live/rtmp"),
-        &["-profile:v", "baseline"],
-    );
+    let _ffmpeg = ffmpeg_push(&rtmp_url(&server, "live/rtmp"), &["-profile:v", "baseline"]);
     wait_for_stream(&server, "live/rtmp").await;
     let seconds: f64 = 5.0;
     let args: Vec<String> = vec![

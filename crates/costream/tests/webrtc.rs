@@ -304,7 +304,7 @@ async fn whip_publish_whep_play_trickle_and_delete() {
         }
         if i % 2 == 0 {
             let n = i / 2;
-            publisher.write(Codec::H264, n * 3600, &access_unit(n % 25 == 0, n as u8));
+            publisher.write(Codec::H264, n * 3600, &access_unit(n.is_multiple_of(25), n as u8));
         }
         publisher.write(
             Codec::Opus,
@@ -522,9 +522,24 @@ async fn publish_for(
     frames: u64,
     video: impl Fn(u64) -> (Codec, Vec<u8>),
 ) {
+    publish_av(publisher, others, 0..frames, video, |i| {
+        vec![0xfc, 0xff, 0xfe, (i % 250) as u8 + 1]
+    })
+    .await;
+}
+
+/// Like `publish_for` for video frames `frames`, with Opus packet i made by
+/// `audio(i)` (packet i is at 20 ms x i).
+async fn publish_av(
+    publisher: &mut Peer,
+    others: &mut [&mut Peer],
+    frames: std::ops::Range<u64>,
+    video: impl Fn(u64) -> (Codec, Vec<u8>),
+    mut audio: impl FnMut(u64) -> Vec<u8>,
+) {
     let t0 = Instant::now();
-    for i in 0..frames * 2 {
-        let at = t0 + Duration::from_millis(20 * i);
+    for i in frames.start * 2..frames.end * 2 {
+        let at = t0 + Duration::from_millis(20 * (i - frames.start * 2));
         while Instant::now() < at {
             publisher.pump();
             for p in others.iter_mut() {
@@ -537,11 +552,7 @@ async fn publish_for(
             let (codec, data) = video(n);
             publisher.write(codec, n * 3600, &data);
         }
-        publisher.write(
-            Codec::Opus,
-            i * 960,
-            &[0xfc, 0xff, 0xfe, (i % 250) as u8 + 1],
-        );
+        publisher.write(Codec::Opus, i * 960, &audio(i));
     }
 }
 
@@ -588,7 +599,7 @@ async fn ice_tcp_only_clients_publish_and_play() {
         "WHIP over ICE-TCP connected"
     );
     publish_for(&mut publisher, &mut [], 10, |n| {
-        (Codec::H264, access_unit(n % 25 == 0, n as u8))
+        (Codec::H264, access_unit(n.is_multiple_of(25), n as u8))
     })
     .await;
 
@@ -597,7 +608,7 @@ async fn ice_tcp_only_clients_publish_and_play() {
     assert_eq!(status, 201, "{answer}");
     viewer.accept_answer(&answer);
     publish_for(&mut publisher, &mut [&mut viewer], 75, |n| {
-        (Codec::H264, access_unit(n % 25 == 0, n as u8))
+        (Codec::H264, access_unit(n.is_multiple_of(25), n as u8))
     })
     .await;
     let frames = viewer
@@ -713,4 +724,228 @@ async fn vp8_passes_through_with_twcc_and_sender_reports() {
         "TWCC feedback to the publisher"
     );
     assert!(viewer.sender_reports > 0, "sender reports to the viewer");
+}
+
+/// Opus packets of a continuous 440 Hz tone, 20 ms each.
+fn tone_packets(seconds: u64) -> Vec<Vec<u8>> {
+    let mut enc =
+        opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Audio).unwrap();
+    (0..seconds * 50)
+        .map(|i| {
+            let pcm: Vec<i16> = (0..960)
+                .map(|j| {
+                    let t = (i * 960 + j) as f64 / 48_000.0;
+                    ((t * 440.0 * std::f64::consts::TAU).sin() * 12_000.0) as i16
+                })
+                .collect();
+            enc.encode_vec(&pcm, 4000).unwrap()
+        })
+        .collect()
+}
+
+/// ffmpeg decodes the audio of `url` for `seconds`: mono 48 kHz samples.
+async fn decode_audio(url: String, seconds: u32) -> Vec<i16> {
+    let out = tokio::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-rw_timeout",
+            "10000000",
+            "-i",
+        ])
+        .arg(&url)
+        .args([
+            "-t",
+            &seconds.to_string(),
+            "-vn",
+            "-f",
+            "s16le",
+            "-ac",
+            "1",
+            "-ar",
+            "48000",
+            "pipe:1",
+        ])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(40), out)
+        .await
+        .expect("ffmpeg finishes")
+        .expect("ffmpeg is installed");
+    assert!(
+        out.status.success(),
+        "ffmpeg {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
+}
+
+/// The strongest frequency between 100 Hz and 2 kHz (Goertzel, 1 Hz steps
+/// around the coarse peak), and the RMS level.
+fn dominant_frequency(samples: &[i16]) -> (f64, f64) {
+    let x: Vec<f64> = samples.iter().map(|&s| s as f64 / 32768.0).collect();
+    let power = |f: f64| {
+        let w = std::f64::consts::TAU * f / 48_000.0;
+        let c = 2.0 * w.cos();
+        let (mut s1, mut s2) = (0.0, 0.0);
+        for &v in &x {
+            let s0 = v + c * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+        }
+        s1 * s1 + s2 * s2 - c * s1 * s2
+    };
+    let best = |from: f64, to: f64, step: f64| {
+        let mut f = from;
+        let (mut bf, mut bp) = (from, 0.0);
+        while f <= to {
+            let p = power(f);
+            if p > bp {
+                (bf, bp) = (f, p);
+            }
+            f += step;
+        }
+        bf
+    };
+    let coarse = best(100.0, 2000.0, 10.0);
+    let fine = best(coarse - 10.0, coarse + 10.0, 0.5);
+    let rms = (x.iter().map(|v| v * v).sum::<f64>() / x.len().max(1) as f64).sqrt();
+    (fine, rms)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whip_tone_plays_over_flv_rtmp_and_hls_as_aac() {
+    let server = start_server(|c| c.hls.segment_duration = Duration::from_secs(1)).await;
+    let http = server.http_addr;
+    let tone = tone_packets(30);
+    let (mut publisher, offer) = Peer::new(Direction::SendOnly);
+    let (status, head, answer) = post_offer(http, "/whip/live/tone", &offer).await;
+    assert_eq!(status, 201, "{answer}");
+    let whip_location = header(&head, "location").unwrap().to_string();
+    publisher.accept_answer(&answer);
+    assert!(
+        pump_until(&mut [&mut publisher], Duration::from_secs(10), |p| p[0]
+            .connected)
+        .await
+    );
+    let video = |n: u64| (Codec::H264, access_unit(n.is_multiple_of(25), n as u8));
+    let audio = |i: u64| tone[(i as usize) % tone.len()].clone();
+    publish_av(&mut publisher, &mut [], 0..25, video, audio).await;
+
+    // Three players at once, plus packet timestamps for the A/V skew.
+    let flv = format!("http://{http}/live/tone.flv");
+    let rtmp = format!("rtmp://{}/live/tone", server.rtmp_addr);
+    let hls = format!("http://{http}/live/tone.m3u8");
+    let players = tokio::spawn(async move {
+        let (a, b, c) = tokio::join!(
+            decode_audio(flv.clone(), 3),
+            decode_audio(rtmp, 3),
+            decode_audio(hls, 2)
+        );
+        let packets = ffprobe(&flv, &["-show_packets", "-read_intervals", "%+4"]).await;
+        (a, b, c, packets)
+    });
+    let mut frame = 25;
+    while !players.is_finished() {
+        assert!(frame < 25 * 40, "the players did not finish in 40 s");
+        publish_av(&mut publisher, &mut [], frame..frame + 5, video, audio).await;
+        frame += 5;
+    }
+    let (flv_pcm, rtmp_pcm, hls_pcm, packets) = players.await.unwrap();
+    for (name, pcm) in [
+        ("HTTP-FLV", &flv_pcm),
+        ("RTMP", &rtmp_pcm),
+        ("HLS", &hls_pcm),
+    ] {
+        assert!(pcm.len() >= 48_000, "{name}: only {} samples", pcm.len());
+        let (freq, rms) = dominant_frequency(&pcm[pcm.len() / 4..]);
+        assert!(
+            (freq - 440.0).abs() <= 440.0 * 0.02,
+            "{name}: dominant frequency {freq} Hz, sent 440 Hz"
+        );
+        assert!(rms > 0.05, "{name}: RMS {rms}");
+    }
+
+    // Both tracks are there, AAC and H.264, and stay together: each video
+    // packet's timestamp is near that of the audio just before it.
+    let packets = packets["packets"].as_array().expect("packets").clone();
+    let mut last_audio: Option<f64> = None;
+    let mut skews = Vec::new();
+    let mut codecs = std::collections::BTreeSet::new();
+    for p in &packets {
+        let t: f64 = p["pts_time"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(f64::NAN);
+        match p["codec_type"].as_str() {
+            Some("audio") => last_audio = Some(t),
+            Some("video") => {
+                if let Some(a) = last_audio {
+                    skews.push((t - a) * 1000.0);
+                }
+            }
+            _ => {}
+        }
+        codecs.insert(p["codec_type"].as_str().unwrap_or("").to_string());
+    }
+    assert!(
+        codecs.contains("audio") && codecs.contains("video"),
+        "{codecs:?}"
+    );
+    skews.sort_by(|a, b| a.total_cmp(b));
+    assert!(
+        skews.len() > 20,
+        "{} video packets after audio",
+        skews.len()
+    );
+    let median = skews[skews.len() / 2];
+    let order: Vec<String> = packets
+        .iter()
+        .step_by(7)
+        .map(|p| {
+            let kind = p["codec_type"].as_str().unwrap_or("?");
+            format!("{}{}", &kind[..1], p["pts_time"].as_str().unwrap_or("?"))
+        })
+        .collect();
+    assert!(
+        median.abs() < 100.0,
+        "A/V skew {median} ms (median of {}): {order:?}",
+        skews.len()
+    );
+    let flv = format!("http://{http}/live/tone.flv");
+    let streams = ffprobe(&flv, &["-show_streams"]);
+    let publishing = publish_av(&mut publisher, &mut [], frame..frame + 100, video, audio);
+    let (streams, ()) = tokio::join!(streams, publishing);
+    let names: Vec<&str> = streams["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["codec_name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"h264") && names.contains(&"aac"),
+        "{names:?}"
+    );
+
+    // One bridge served them all; it stops when the stream ends.
+    let (_, body) = http_get(http, "/api/v1/bridges").await;
+    let bridges: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(bridges["bridges"][0]["audio"], "aac", "{bridges}");
+    assert_eq!(bridges["bridges"].as_array().unwrap().len(), 1, "{bridges}");
+    let (status, _, _) = http_send(http, "DELETE", &whip_location, "text/plain", b"").await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, body) = http_get(http, "/api/v1/bridges").await;
+        let bridges: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if bridges["bridges"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "bridge left: {bridges}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

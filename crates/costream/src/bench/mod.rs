@@ -1,33 +1,56 @@
-//! `costream bench`: the load tool. Many simulated viewers (HTTP-FLV or
-//! RTMP) against one stream, optionally fed by a real-time publisher, then
-//! a report: connect success, time to first video frame, bitrate, viewers
-//! that fell behind, push-to-play latency and errors.
+//! `costream bench`: the load tool. Many simulated viewers (HTTP-FLV,
+//! RTMP or WebRTC/WHEP) against one stream, optionally fed by a real-time
+//! publisher, then a report: connect success, time to first video frame,
+//! bitrate, viewers that fell behind, push-to-play latency, packet loss,
+//! CPU and errors.
 //!
 //! ```text
 //! costream bench play --url http://127.0.0.1:8080/live/s.flv --clients 2000 \
 //!     --duration 60s --connect-rate 500 --publish test.flv [--json]
 //! costream bench publish --url rtmp://127.0.0.1:1935/live/s --file test.flv
 //! costream bench probe --url rtmp://127.0.0.1:1935/live/s
+//! costream bench whip --url http://127.0.0.1:8080/whip/live/s --bitrate 1500k \
+//!     --fps 25 --duration 60s [--token T] [--json]
+//! costream bench whep --url http://127.0.0.1:8080/whep/live/s --clients 500 \
+//!     --duration 30s --connect-rate 200 [--server-pid PID] [--json]
 //! ```
 //!
 //! Built to share a small machine with the server it measures: one task per
 //! viewer on the multi-threaded runtime, one 64 KiB read buffer per viewer
 //! reused in place, only tag headers parsed, fixed-size per-viewer state.
+//! The WebRTC modes use str0m, one `Rtc` and one UDP socket per peer (see
+//! `rtc_client`), one 2 KiB datagram buffer each; received media is
+//! counted, never kept.
 //!
-//! For tests: [`probe_first_frame`] and [`publish_flv_file`].
+//! For tests: [`probe_first_frame`], [`publish_flv_file`],
+//! [`whep_first_frame`], [`bench_whip`] and [`bench_whep`].
 
 mod chunked;
+mod cpu;
+mod h264_synth;
 mod http_flv;
+mod http_request;
 mod media;
 mod play;
 mod probe;
 mod publish;
 mod report;
+mod rtc_client;
+mod rtc_probe;
+mod rtc_stats;
 mod rtmp_play;
 mod stats;
+mod units;
 mod url;
 mod viewer;
+mod whep;
+mod whep_report;
+mod whep_viewer;
+mod whip;
+mod whip_publisher;
 
+#[cfg(test)]
+mod rtc_tests;
 #[cfg(test)]
 mod tests;
 
@@ -40,6 +63,10 @@ use clap::{Args, Subcommand};
 pub use probe::{probe_first_frame, FirstFrame};
 pub use publish::{publish_flv_file, PublishStats};
 pub use report::Report;
+pub use rtc_probe::{whep_first_frame, RtcFirstFrame};
+pub use whep::bench_whep;
+pub use whep_report::WhepReport;
+pub use whip::{bench_whip, WhipReport};
 
 /// Read buffer size per connection.
 pub(crate) const READ_BUFFER: usize = 64 * 1024;
@@ -73,6 +100,12 @@ pub enum BenchCommand {
     Publish(PublishArgs),
     /// Connect one viewer and print how its first video frame arrived.
     Probe(ProbeArgs),
+    /// Publish synthetic H.264 + Opus over WebRTC (WHIP) in real time
+    /// until --duration or Ctrl-C (the session is DELETEd either way).
+    Whip(WhipArgs),
+    /// Simulate many WebRTC (WHEP) viewers of one stream and report how
+    /// they fared, packet loss included.
+    Whep(WhepArgs),
 }
 
 #[derive(Debug, Args)]
@@ -130,9 +163,67 @@ pub struct ProbeArgs {
     pub timeout: Duration,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct WhipArgs {
+    /// http://host:port/whip/app/stream
+    #[arg(long)]
+    pub url: String,
+    /// Number of publishers; with more than one, publisher i publishes
+    /// STREAM-i.
+    #[arg(long, default_value_t = 1)]
+    pub clients: u64,
+    /// How long to publish, e.g. 30s or 5m.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Video bitrate, e.g. 1500k or 2M (every frame the same size).
+    #[arg(long, default_value = "1500k", value_parser = units::parse_bitrate)]
+    pub bitrate: u64,
+    /// Video frames per second (a keyframe every 2 s).
+    #[arg(long, default_value_t = 25.0)]
+    pub fps: f64,
+    /// Publish token, sent as `Authorization: Bearer TOKEN`.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// The server's process id: its CPU use over the run is reported too.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WhepArgs {
+    /// http://host:port/whep/app/stream
+    #[arg(long)]
+    pub url: String,
+    /// Number of viewers.
+    #[arg(long, default_value_t = 1)]
+    pub clients: u64,
+    /// How long the run lasts, from the tool's start, e.g. 30s or 5m.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Viewers started per second (each costs the server a DTLS handshake).
+    #[arg(long, default_value_t = 200.0)]
+    pub connect_rate: f64,
+    /// SO_RCVBUF of each viewer's UDP socket, e.g. 2M [default: the
+    /// system's]. A larger buffer absorbs bursts (a server sending its
+    /// cached GOP at once) that would otherwise count as loss.
+    #[arg(long, value_parser = units::parse_bytes)]
+    pub recv_buffer: Option<usize>,
+    /// The server's process id: its CPU use over the run is reported too.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Print the report as one JSON object (see the bench::whep_report docs).
+    #[arg(long)]
+    pub json: bool,
+}
+
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Play(a) => play::run(a).await,
+        BenchCommand::Whip(a) => whip::run(a).await,
+        BenchCommand::Whep(a) => whep::run(a).await,
         BenchCommand::Publish(a) => run_publish(a).await,
         BenchCommand::Probe(a) => {
             let first = probe_first_frame(&a.url, a.timeout).await?;

@@ -242,7 +242,12 @@ async fn stop_publisher(p: Publisher) -> PublishReport {
 }
 
 /// A status line on stderr every few seconds.
-async fn progress(counters: Arc<Counters>, clients: u64, start: Instant, deadline: Instant) {
+pub(crate) async fn progress(
+    counters: Arc<Counters>,
+    clients: u64,
+    start: Instant,
+    deadline: Instant,
+) {
     let mut tick = tokio::time::interval_at((start + PROGRESS_EVERY).into(), PROGRESS_EVERY);
     let mut last_bytes = 0;
     let mut last_at = start;

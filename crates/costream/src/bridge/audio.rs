@@ -1,7 +1,9 @@
 //! Audio transcoding for bridges, over `costream-audio`.
 
 use bytes::Bytes;
-use costream_hub::Frame;
+use costream_audio::{opus_head_channels, AacToOpus, OpusToAac};
+use costream_hub::aac::AacConfig;
+use costream_hub::{Codec, Frame};
 
 /// The audio codec a bridge produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,7 +45,53 @@ pub trait AudioConverter: Send {
 /// A converter from the codec of `config` (an audio config frame) to `target`.
 pub fn converter(config: &Frame, target: AudioTarget) -> Result<Box<dyn AudioConverter>, String> {
     match (config.codec, target) {
-        (c, t) if c == t.codec() => Err(format!("the audio is already {}", t.name())),
-        (from, to) => Err(format!("no {from:?} to {} transcoder yet", to.name())),
+        (Codec::Aac, AudioTarget::Opus) => {
+            let channels = AacConfig::parse(&config.data)
+                .map(|c| c.channels.clamp(1, 2))
+                .map_err(|e| format!("AAC config: {e}"))?;
+            let conv = AacToOpus::new(&config.data).map_err(|e| e.to_string())?;
+            Ok(Box::new(ToOpus { conv, channels }))
+        }
+        (Codec::Opus, AudioTarget::Aac) => {
+            let channels = opus_head_channels(&config.data).unwrap_or(2).clamp(1, 2);
+            let conv = OpusToAac::new(channels).map_err(|e| e.to_string())?;
+            Ok(Box::new(ToAac(conv)))
+        }
+        (from, to) => Err(format!("no {from:?} to {} transcoder", to.name())),
+    }
+}
+
+struct ToOpus {
+    conv: AacToOpus,
+    channels: u8,
+}
+
+impl AudioConverter for ToOpus {
+    fn config(&self) -> Bytes {
+        // OpusHead (RFC 7845 section 5.1): version 1, channels, no pre-skip,
+        // 48 kHz, no gain, mapping family 0.
+        let mut head = b"OpusHead\x01\x02\x00\x00\x80\xbb\x00\x00\x00\x00\x00".to_vec();
+        head[9] = self.channels;
+        Bytes::from(head)
+    }
+    fn push(&mut self, data: &[u8], pts_ms: i64) -> Result<(), String> {
+        self.conv.push(data, pts_ms).map_err(|e| e.to_string())
+    }
+    fn pop(&mut self) -> Option<(Bytes, i64)> {
+        self.conv.pop().map(|p| (p.data, p.pts_ms))
+    }
+}
+
+struct ToAac(OpusToAac);
+
+impl AudioConverter for ToAac {
+    fn config(&self) -> Bytes {
+        self.0.audio_specific_config()
+    }
+    fn push(&mut self, data: &[u8], pts_ms: i64) -> Result<(), String> {
+        self.0.push(data, pts_ms).map_err(|e| e.to_string())
+    }
+    fn pop(&mut self) -> Option<(Bytes, i64)> {
+        self.0.pop().map(|p| (p.data, p.pts_ms))
     }
 }

@@ -10,6 +10,7 @@
 
 mod audio;
 mod task;
+mod video;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -39,6 +40,10 @@ pub struct BridgeStats {
     pub audio_in: AtomicU64,
     pub audio_out: AtomicU64,
     pub audio_errors: AtomicU64,
+    /// A WebRTC viewer asked for a keyframe (served by a video re-encoder).
+    pub keyframe_wanted: std::sync::atomic::AtomicBool,
+    /// Frames out of the video re-encoder (streams with B-frames, to WebRTC).
+    pub video_reencoded: AtomicU64,
     /// Time spent transcoding, nanoseconds (one thread, so CPU time).
     pub transcode_ns: AtomicU64,
 }
@@ -55,6 +60,9 @@ pub struct BridgeInfo {
     pub audio_frames_in: u64,
     pub audio_frames_out: u64,
     pub audio_errors: u64,
+    /// `passthrough`, or `reencoded` (B-frames removed for WebRTC).
+    pub video: &'static str,
+    pub video_frames_reencoded: u64,
     pub transcode_cpu_ms: f64,
     /// Transcoding CPU as a share of one core over the bridge's life.
     pub cpu_percent: f64,
@@ -126,6 +134,12 @@ impl Bridges {
                     audio_frames_in: s.audio_in.load(Relaxed),
                     audio_frames_out: s.audio_out.load(Relaxed),
                     audio_errors: s.audio_errors.load(Relaxed),
+                    video: if s.video_reencoded.load(Relaxed) > 0 {
+                        "reencoded"
+                    } else {
+                        "passthrough"
+                    },
+                    video_frames_reencoded: s.video_reencoded.load(Relaxed),
                     transcode_cpu_ms: (cpu_ms * 10.0).round() / 10.0,
                     cpu_percent: if uptime > 0.0 {
                         (cpu_ms / 10.0 / uptime * 100.0).round() / 100.0
@@ -137,6 +151,18 @@ impl Bridges {
             .collect();
         out.sort_by(|a, b| a.stream.cmp(&b.stream));
         out
+    }
+
+    /// Passes a WebRTC viewer's keyframe request to the bridge that
+    /// re-encodes `key` for WebRTC, if there is one.
+    pub fn request_keyframe(&self, key: &StreamKey) {
+        if let Some(s) = self
+            .running
+            .lock()
+            .get(&key.bridged(AudioTarget::Opus.suffix()))
+        {
+            s.keyframe_wanted.store(true, Relaxed);
+        }
     }
 
     pub fn count(&self) -> usize {

@@ -11,6 +11,7 @@ use costream_hub::{
 use parking_lot::Mutex;
 
 use super::audio::{AudioConverter, AudioTarget};
+use super::video::{has_b_frames, VideoReencoder};
 use super::BridgeStats;
 
 /// How often a bridge looks for viewers; it stops after two looks find none.
@@ -39,15 +40,24 @@ pub(super) fn start(
         audio_in: AtomicU64::new(0),
         audio_out: AtomicU64::new(0),
         audio_errors: AtomicU64::new(0),
+        keyframe_wanted: Default::default(),
+        video_reencoded: AtomicU64::new(0),
         transcode_ns: AtomicU64::new(0),
     });
     tracing::info!(stream = %source, twin = %twin, audio = target.name(), "bridge started");
-    let bridge = Bridge {
+    let info = sub.stream().info();
+    let mut bridge = Bridge {
         publisher,
         target,
         audio: None,
+        video: None,
+        video_config: None,
+        source_bitrate: info.bitrate_bps,
         stats: stats.clone(),
     };
+    if target == AudioTarget::Opus && info.b_frames {
+        bridge.start_reencoding();
+    }
     tokio::spawn(bridge.run(sub, running));
     Ok(stats)
 }
@@ -56,6 +66,11 @@ struct Bridge {
     publisher: Publisher,
     target: AudioTarget,
     audio: Option<Box<dyn AudioConverter>>,
+    /// WebRTC twins of streams with B-frames: video re-encoded without them.
+    video: Option<VideoReencoder>,
+    /// The last video config seen, for a re-encoder started mid-stream.
+    video_config: Option<Frame>,
+    source_bitrate: u64,
     stats: Arc<BridgeStats>,
 }
 
@@ -102,7 +117,36 @@ impl Bridge {
         self.stats.frames_in.fetch_add(1, Relaxed);
         match frame.kind {
             FrameKind::Video | FrameKind::VideoConfig => {
-                self.publisher.push(frame.shifted(0)).map_err(|_| ())
+                if frame.kind == FrameKind::VideoConfig {
+                    self.video_config = Some(frame.shifted(0));
+                }
+                if self.video.is_none()
+                    && self.target == AudioTarget::Opus
+                    && frame.codec == Codec::H264
+                    && has_b_frames(frame)
+                {
+                    self.start_reencoding();
+                }
+                let Some(reencoder) = self.video.as_mut() else {
+                    return self.publisher.push(frame.shifted(0)).map_err(|_| ());
+                };
+                if self.stats.keyframe_wanted.swap(false, Relaxed) {
+                    reencoder.request_keyframe();
+                }
+                let t0 = Instant::now();
+                if let Err(e) = reencoder.push(frame) {
+                    tracing::debug!(twin = %self.stats.twin, "video frame not re-encoded: {e}");
+                }
+                let mut out = Vec::new();
+                while let Some(f) = reencoder.pop() {
+                    out.push(f);
+                }
+                self.add_time(t0);
+                for f in out {
+                    self.stats.video_reencoded.fetch_add(1, Relaxed);
+                    self.publisher.push(f).map_err(|_| ())?;
+                }
+                Ok(())
             }
             FrameKind::AudioConfig => {
                 let t0 = Instant::now();
@@ -145,6 +189,20 @@ impl Bridge {
                 Ok(())
             }
         }
+    }
+
+    /// Browsers' WebRTC decoders take no B-frames: from here on the twin's
+    /// video is decoded and encoded again as Constrained Baseline.
+    fn start_reencoding(&mut self) {
+        // Room above the source's rate (which includes its audio): Baseline
+        // needs more bits than the Main/High it replaces for the same picture.
+        let bitrate = (self.source_bitrate * 5 / 4).clamp(500_000, 8_000_000) as u32;
+        let mut reencoder = VideoReencoder::new(bitrate);
+        if let Some(config) = &self.video_config {
+            let _ = reencoder.push(config);
+        }
+        tracing::info!(twin = %self.stats.twin, bitrate, "the stream has B-frames: re-encoding its video for WebRTC");
+        self.video = Some(reencoder);
     }
 
     fn add_time(&self, since: Instant) {

@@ -25,6 +25,9 @@ use convert::{EgressState, IngestClock};
 
 /// Keyframe requests forwarded to a publisher at most this often.
 const PLI_INTERVAL: Duration = Duration::from_millis(500);
+/// A new viewer does not ask for a keyframe when the last one is younger:
+/// the cached GOP it starts from is short.
+const RECENT_KEYFRAME: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct RtcService {
@@ -303,6 +306,8 @@ struct Session {
     egress: EgressState,
     /// When the viewer asked for a keyframe the publisher hasn't been asked for yet.
     last_pli: Option<Instant>,
+    /// Publish sessions: when the last keyframe arrived.
+    last_keyframe: Option<Instant>,
 }
 
 struct Task {
@@ -379,11 +384,19 @@ impl Task {
                 tracing::info!(session = %id, stream = %s.key, "WebRTC connected");
                 if let Some(sub) = s.pending_viewer.take() {
                     s.forwarder = Some(tokio::spawn(forward(sub, id, self.commands.clone())));
-                    // Browsers send keyframes rarely: a WebRTC publisher is
-                    // asked for a fresh one so the new viewer need not decode
-                    // a long cached GOP first.
+                    // Browsers send keyframes rarely: unless one came
+                    // recently, a WebRTC publisher is asked for a fresh one so
+                    // the new viewer need not decode a long cached GOP first.
                     let key = s.key.clone();
-                    self.request_publisher_keyframe(&key, now);
+                    let recent = self
+                        .publishers
+                        .get(&key)
+                        .and_then(|p| self.sessions.get(p))
+                        .and_then(|p| p.last_keyframe)
+                        .is_some_and(|t| now.duration_since(t) < RECENT_KEYFRAME);
+                    if !recent {
+                        self.request_publisher_keyframe(&key, now);
+                    }
                 }
             }
             SessionEvent::MediaIn(frame) => {
@@ -393,6 +406,9 @@ impl Task {
                 let Some((publisher, clock)) = &mut s.publisher else {
                     return;
                 };
+                if frame.keyframe {
+                    s.last_keyframe = Some(now);
+                }
                 let had_config = clock.has_video_config();
                 for f in clock.convert(&frame) {
                     if publisher.push(f).is_err() {
@@ -450,6 +466,8 @@ impl Task {
     /// once per `PLI_INTERVAL`.
     fn request_publisher_keyframe(&mut self, key: &StreamKey, now: Instant) {
         let Some(&publisher) = self.publishers.get(key) else {
+            // Not a WHIP stream: a bridge re-encoding it can make one.
+            self.bridges.request_keyframe(key);
             return;
         };
         let Some(p) = self.sessions.get_mut(&publisher) else {
@@ -607,6 +625,7 @@ impl Task {
                 forwarder: None,
                 egress: EgressState::default(),
                 last_pli: None,
+                last_keyframe: None,
             },
         );
         Ok((id, answer))
