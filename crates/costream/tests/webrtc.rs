@@ -35,6 +35,9 @@ struct Peer {
     /// TWCC feedback and sender reports received (with raw packets enabled).
     twcc_received: usize,
     sender_reports: usize,
+    /// When media packet 0 was due: one clock for the whole stream, as a
+    /// real sender's RTP timestamps follow its capture clock.
+    media_start: Option<Instant>,
     timeout: Instant,
     pending: Option<SdpPendingOffer>,
 }
@@ -89,6 +92,7 @@ impl Peer {
             media: Vec::new(),
             twcc_received: 0,
             sender_reports: 0,
+            media_start: None,
             timeout: now,
             pending: Some(pending),
         };
@@ -537,9 +541,11 @@ async fn publish_av(
     video: impl Fn(u64) -> (Codec, Vec<u8>),
     mut audio: impl FnMut(u64) -> Vec<u8>,
 ) {
-    let t0 = Instant::now();
+    let t0 = *publisher
+        .media_start
+        .get_or_insert_with(|| Instant::now() - Duration::from_millis(40 * frames.start));
     for i in frames.start * 2..frames.end * 2 {
-        let at = t0 + Duration::from_millis(20 * (i - frames.start * 2));
+        let at = t0 + Duration::from_millis(20 * i);
         while Instant::now() < at {
             publisher.pump();
             for p in others.iter_mut() {
