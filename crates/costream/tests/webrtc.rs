@@ -955,3 +955,64 @@ async fn whip_tone_plays_over_flv_rtmp_and_hls_as_aac() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtmp_b_frames_reach_whep_viewers_reencoded_in_order() {
+    use openh264::formats::YUVSource;
+    let server = start().await;
+    let http = server.http_addr;
+    let _ffmpeg = ffmpeg_push(
+        &rtmp_url(&server, "live/bf"),
+        &["-profile:v", "high", "-bf", "2"],
+    );
+    wait_for_stream(&server, "live/bf").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = http_get(http, "/api/v1/streams/live/bf").await;
+        let info: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if info["video"]["b_frames"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ffmpeg sends no B-frames: {info}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let (mut viewer, offer) = Peer::new(Direction::RecvOnly);
+    let (status, _, answer) = post_offer(http, "/whep/live/bf", &offer).await;
+    assert_eq!(status, 201, "{answer}");
+    viewer.accept_answer(&answer);
+    let got = pump_until(&mut [&mut viewer], Duration::from_secs(15), |p| {
+        p[0].media.iter().filter(|m| m.mid == p[0].video).count() >= 75
+    })
+    .await;
+    let video: Vec<&MediaData> = viewer
+        .media
+        .iter()
+        .filter(|m| m.mid == viewer.video)
+        .collect();
+    assert!(got, "viewer got {} video frames", video.len());
+
+    // In presentation order (RTP time only goes up), and every frame
+    // decodes: what a browser's decoder, which takes no B-frames, needs.
+    for w in video.windows(2) {
+        assert!(w[1].time > w[0].time, "RTP time went back: {:?} -> {:?}", w[0].time, w[1].time);
+    }
+    let mut decoder = openh264::decoder::Decoder::new().unwrap();
+    let mut pictures = 0;
+    for (i, m) in video.iter().enumerate() {
+        match decoder.decode(&m.data) {
+            Ok(Some(yuv)) => {
+                assert_eq!(yuv.dimensions(), (640, 360), "frame {i}");
+                pictures += 1;
+            }
+            Ok(None) => {}
+            Err(e) => panic!("frame {i} of {} does not decode: {e}", video.len()),
+        }
+    }
+    assert!(pictures + 2 >= video.len(), "{pictures} pictures from {} frames", video.len());
+
+    let (_, body) = http_get(http, "/api/v1/bridges").await;
+    let bridges: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(bridges["bridges"][0]["video"], "reencoded", "{bridges}");
+    assert_eq!(bridges["bridges"][0]["audio"], "opus", "{bridges}");
+}
