@@ -308,7 +308,11 @@ async fn whip_publish_whep_play_trickle_and_delete() {
         }
         if i % 2 == 0 {
             let n = i / 2;
-            publisher.write(Codec::H264, n * 3600, &access_unit(n.is_multiple_of(25), n as u8));
+            publisher.write(
+                Codec::H264,
+                n * 3600,
+                &access_unit(n.is_multiple_of(25), n as u8),
+            );
         }
         publisher.write(
             Codec::Opus,
@@ -959,9 +963,9 @@ async fn whip_tone_plays_over_flv_rtmp_and_hls_as_aac() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rtmp_b_frames_reach_whep_viewers_reencoded_in_order() {
     use openh264::formats::YUVSource;
-    let server = start().await;
+    let server = start_server(|c| c.hub.reconnect_grace = Duration::from_millis(500)).await;
     let http = server.http_addr;
-    let _ffmpeg = ffmpeg_push(
+    let mut ffmpeg = ffmpeg_push(
         &rtmp_url(&server, "live/bf"),
         &["-profile:v", "high", "-bf", "2"],
     );
@@ -973,7 +977,10 @@ async fn rtmp_b_frames_reach_whep_viewers_reencoded_in_order() {
         if info["video"]["b_frames"] == true {
             break;
         }
-        assert!(Instant::now() < deadline, "ffmpeg sends no B-frames: {info}");
+        assert!(
+            Instant::now() < deadline,
+            "ffmpeg sends no B-frames: {info}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -995,7 +1002,12 @@ async fn rtmp_b_frames_reach_whep_viewers_reencoded_in_order() {
     // In presentation order (RTP time only goes up), and every frame
     // decodes: what a browser's decoder, which takes no B-frames, needs.
     for w in video.windows(2) {
-        assert!(w[1].time > w[0].time, "RTP time went back: {:?} -> {:?}", w[0].time, w[1].time);
+        assert!(
+            w[1].time > w[0].time,
+            "RTP time went back: {:?} -> {:?}",
+            w[0].time,
+            w[1].time
+        );
     }
     let mut decoder = openh264::decoder::Decoder::new().unwrap();
     let mut pictures = 0;
@@ -1009,10 +1021,34 @@ async fn rtmp_b_frames_reach_whep_viewers_reencoded_in_order() {
             Err(e) => panic!("frame {i} of {} does not decode: {e}", video.len()),
         }
     }
-    assert!(pictures + 2 >= video.len(), "{pictures} pictures from {} frames", video.len());
+    assert!(
+        pictures + 2 >= video.len(),
+        "{pictures} pictures from {} frames",
+        video.len()
+    );
 
     let (_, body) = http_get(http, "/api/v1/bridges").await;
     let bridges: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(bridges["bridges"][0]["video"], "reencoded", "{bridges}");
     assert_eq!(bridges["bridges"][0]["audio"], "opus", "{bridges}");
+
+    // The publisher leaves: the viewer's session is closed, the bridge stops.
+    ffmpeg.kill().await.unwrap();
+    assert!(
+        pump_until(&mut [&mut viewer], Duration::from_secs(8), |p| !p[0]
+            .rtc
+            .is_alive())
+        .await,
+        "the WHEP viewer was told the stream ended"
+    );
+    let (_, body) = http_get(http, "/api/v1/bridges").await;
+    let bridges: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(bridges["bridges"].as_array().unwrap().len(), 0, "{bridges}");
+    let (_, body) = http_get(http, "/api/v1/webrtc/sessions").await;
+    let sessions: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        sessions["sessions"].as_array().unwrap().len(),
+        0,
+        "{sessions}"
+    );
 }

@@ -308,6 +308,8 @@ struct Session {
     last_pli: Option<Instant>,
     /// Publish sessions: when the last keyframe arrived.
     last_keyframe: Option<Instant>,
+    /// Publish sessions: video was lost since the last keyframe.
+    broken: bool,
 }
 
 struct Task {
@@ -406,8 +408,24 @@ impl Task {
                 let Some((publisher, clock)) = &mut s.publisher else {
                     return;
                 };
-                if frame.keyframe {
+                let video = frame.kind == costream_rtc::MediaKind::Video;
+                if video && frame.keyframe {
                     s.last_keyframe = Some(now);
+                    s.broken = false;
+                } else if video && !frame.contiguous {
+                    // Packets were lost: frames until the next keyframe
+                    // would decode with errors, so they are not passed on.
+                    s.broken = true;
+                }
+                if video && s.broken {
+                    let due = s
+                        .last_pli
+                        .is_none_or(|t| now.duration_since(t) >= PLI_INTERVAL);
+                    if due {
+                        s.last_pli = Some(now);
+                        let _ = self.host.request_keyframe(id, now);
+                    }
+                    return;
                 }
                 let had_config = clock.has_video_config();
                 for f in clock.convert(&frame) {
@@ -626,6 +644,7 @@ impl Task {
                 egress: EgressState::default(),
                 last_pli: None,
                 last_keyframe: None,
+                broken: false,
             },
         );
         Ok((id, answer))
