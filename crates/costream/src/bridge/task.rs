@@ -179,7 +179,9 @@ impl Bridge {
                 }
                 let mut out = Vec::new();
                 while let Some((data, pts)) = conv.pop() {
-                    out.push(Frame::audio(pts, data).with_codec(self.target.codec()));
+                    // Codec delay can stamp the very first frames before 0;
+                    // FLV and TS timestamps start at 0.
+                    out.push(Frame::audio(pts.max(0), data).with_codec(self.target.codec()));
                 }
                 self.add_time(t0);
                 for f in out {
