@@ -25,6 +25,8 @@ pub struct Playlist {
     /// target duration must never shrink (RFC 8216 §6.2.1).
     target_duration_s: u64,
     ended: bool,
+    /// After [`Playlist::restart`]: the next segment's sequence number.
+    resume_at: Option<u64>,
 }
 
 impl Default for Playlist {
@@ -43,6 +45,7 @@ impl Playlist {
             dropped_discontinuities: 0,
             target_duration_s: 1,
             ended: false,
+            resume_at: None,
         }
     }
 
@@ -52,8 +55,12 @@ impl Playlist {
     /// flagged as a discontinuity. Pushing after [`end`](Self::end) reopens
     /// the playlist, also with a discontinuity.
     pub fn push(&mut self, mut segment: Segment) -> u64 {
-        if let Some(last) = self.segments.back() {
-            let next = last.sequence + 1;
+        let next = self
+            .segments
+            .back()
+            .map(|last| last.sequence + 1)
+            .or_else(|| self.resume_at.take());
+        if let Some(next) = next {
             if segment.sequence != next {
                 segment.sequence = next;
                 segment.discontinuity = true;
@@ -95,6 +102,16 @@ impl Playlist {
     /// No segment yet: there is no playlist worth serving.
     pub fn is_empty(&self) -> bool {
         self.segments.is_empty()
+    }
+
+    /// Forgets the listed segments, after a pause in segmenting: the next
+    /// segment continues the numbering, marked as a discontinuity, so a
+    /// player that comes back is not sent old media.
+    pub fn restart(&mut self) {
+        while let Some(old) = self.segments.pop_front() {
+            self.dropped_discontinuities += u64::from(old.discontinuity);
+            self.resume_at = Some(old.sequence + 1);
+        }
     }
 
     /// The sequence number of the newest segment.
@@ -180,6 +197,22 @@ mod tests {
              #EXT-X-ENDLIST\n"
         );
         assert_eq!(p.last_sequence(), Some(4));
+    }
+
+    #[test]
+    fn restart_forgets_old_segments_and_continues_the_numbering() {
+        let mut p = Playlist::new(3);
+        for i in 0..4 {
+            p.push(seg(i, 1000, false));
+        }
+        p.restart();
+        assert!(p.is_empty());
+        assert!(p.get(3).is_none());
+        // A new segmenter numbers from 0 again.
+        assert_eq!(p.push(seg(0, 1000, false)), 4);
+        let text = p.render(uri);
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:4\n"), "{text}");
+        assert!(text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
     }
 
     #[test]

@@ -8,11 +8,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use costream_hls::{Playlist, Segmenter, SegmenterConfig};
-use costream_hub::{Hub, HubEvent, Protocol, StreamKey};
+use costream_hub::{Hub, HubEvent, Protocol, StreamKey, Subscriber};
 use parking_lot::Mutex;
-use tokio::sync::{broadcast::error::RecvError, watch};
+use tokio::sync::{broadcast::error::RecvError, watch, Notify};
 
 use crate::config::HlsConfig;
+
+/// A stream segmented on demand (see `ensure`) stops being segmented this
+/// long after the last HLS request.
+const HLS_IDLE: Duration = Duration::from_secs(20);
 
 #[derive(Clone)]
 pub struct HlsService {
@@ -23,6 +27,9 @@ pub struct HlsService {
 
 pub struct HlsStream {
     playlist: Mutex<Playlist>,
+    /// Signalled by each client request: segmenting on demand starts.
+    demand: Notify,
+    last_request: Mutex<Instant>,
     /// Bumped on every new segment so playlist requests can wait for the first.
     segments: watch::Sender<u64>,
     /// Clients seen recently, to report an HLS viewer count.
@@ -89,6 +96,8 @@ impl HlsService {
         };
         let hls = Arc::new(HlsStream {
             playlist: Mutex::new(Playlist::new(self.config.window)),
+            demand: Notify::new(),
+            last_request: Mutex::new(Instant::now()),
             segments: watch::channel(0).0,
             clients: Mutex::default(),
             hub_stream,
@@ -101,20 +110,54 @@ impl HlsService {
             ..Default::default()
         };
         tokio::spawn(async move {
-            let mut sub = sub;
+            let mut source = sub;
+            // Opus audio (a WHIP stream): TS carries AAC, so the segments
+            // come from the stream's AAC twin, and only while HLS clients
+            // ask, so that its transcoder runs only then.
+            let mut on_demand = false;
+            let mut twin: Option<Subscriber> = None;
             let mut segmenter = Segmenter::new(seg_config);
-            while let Some(frame) = sub.recv().await {
+            let mut idle_check = tokio::time::interval(HLS_IDLE / 4);
+            loop {
+                let frame = tokio::select! {
+                    f = async {
+                        match twin.as_mut() {
+                            Some(t) => t.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    } => match f {
+                        Some(f) => f,
+                        None => break,
+                    },
+                    f = source.recv() => match f {
+                        Some(_) if on_demand => continue,
+                        Some(f) => f,
+                        None => break,
+                    },
+                    _ = hls.demand.notified(), if on_demand && twin.is_none() => {
+                        if let Ok(t) = svc.bridges.subscribe(&key, Protocol::Hls) {
+                            if t.stream().key().is_bridged() {
+                                tracing::debug!(stream = %key, "HLS segments the AAC twin");
+                                twin = Some(t);
+                                segmenter = Segmenter::new(seg_config);
+                                hls.playlist.lock().restart();
+                            }
+                        }
+                        continue;
+                    },
+                    _ = idle_check.tick(), if twin.is_some() => {
+                        if hls.last_request.lock().elapsed() > HLS_IDLE {
+                            tracing::debug!(stream = %key, "no HLS client: the AAC twin is let go");
+                            twin = None;
+                        }
+                        continue;
+                    },
+                };
                 if frame.kind == costream_hub::FrameKind::AudioConfig
                     && frame.codec == costream_hub::Codec::Opus
-                    && !sub.stream().key().is_bridged()
+                    && twin.is_none()
                 {
-                    // TS carries AAC: segment the AAC twin from here on.
-                    if let Ok(twin) = svc.bridges.subscribe(&key, Protocol::Hls) {
-                        if twin.stream().key().is_bridged() {
-                            sub = twin;
-                            segmenter = Segmenter::new(seg_config);
-                        }
-                    }
+                    on_demand = true;
                     continue;
                 }
                 if !crate::mux::flv_carries(&frame) {
@@ -166,6 +209,8 @@ impl HlsStream {
 
     /// Notes a client; HLS viewers are the addresses seen in the last `window`.
     pub fn saw_client(&self, ip: IpAddr, window: Duration) {
+        *self.last_request.lock() = Instant::now();
+        self.demand.notify_one();
         let mut clients = self.clients.lock();
         let now = Instant::now();
         clients.insert(ip, now);

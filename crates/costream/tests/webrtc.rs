@@ -845,6 +845,10 @@ async fn whip_tone_plays_over_flv_rtmp_and_hls_as_aac() {
     let video = |n: u64| (Codec::H264, access_unit(n.is_multiple_of(25), n as u8));
     let audio = |i: u64| tone[(i as usize) % tone.len()].clone();
     publish_av(&mut publisher, &mut [], 0..25, video, audio).await;
+    // No one consumes AAC yet (HLS included): no transcoder runs.
+    let (_, body) = http_get(http, "/api/v1/bridges").await;
+    let bridges: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(bridges["bridges"].as_array().unwrap().len(), 0, "{bridges}");
 
     // Three players at once, plus packet timestamps for the A/V skew.
     let flv = format!("http://{http}/live/tone.flv");
