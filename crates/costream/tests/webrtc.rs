@@ -38,6 +38,12 @@ struct Peer {
     /// When media packet 0 was due: one clock for the whole stream, as a
     /// real sender's RTP timestamps follow its capture clock.
     media_start: Option<Instant>,
+    /// Loss made on purpose: the next `drop_video` H.264 RTP packets are
+    /// not sent, nor is any retransmission (so NACKs cannot repair it).
+    drop_video: usize,
+    dropping_rtx: bool,
+    video_pts: Option<(u8, Option<u8>)>,
+    keyframe_requests: usize,
     timeout: Instant,
     pending: Option<SdpPendingOffer>,
 }
@@ -93,6 +99,10 @@ impl Peer {
             twcc_received: 0,
             sender_reports: 0,
             media_start: None,
+            drop_video: 0,
+            dropping_rtx: false,
+            video_pts: None,
+            keyframe_requests: 0,
             timeout: now,
             pending: Some(pending),
         };
@@ -156,6 +166,7 @@ impl Peer {
                     self.timeout = t;
                     return;
                 }
+                Output::Transmit(t) if self.dropped_on_purpose(&t.contents) => {}
                 Output::Transmit(t) => match &mut self.link {
                     Link::Udp(socket) => {
                         let _ = socket.send_to(&t.contents, t.destination);
@@ -168,6 +179,7 @@ impl Peer {
                     }
                 },
                 Output::Event(Event::Connected) => self.connected = true,
+                Output::Event(Event::KeyframeRequest(_)) => self.keyframe_requests += 1,
                 Output::Event(Event::MediaData(d)) => self.media.push(d),
                 Output::Event(Event::RawPacket(p)) => match *p {
                     RawPacket::RtcpRx(Rtcp::Twcc(_)) => self.twcc_received += 1,
@@ -177,6 +189,26 @@ impl Peer {
                 Output::Event(_) => {}
             }
         }
+    }
+
+    /// RTP headers are not encrypted: the payload type tells video apart.
+    fn dropped_on_purpose(&mut self, packet: &[u8]) -> bool {
+        let Some((video, rtx)) = self.video_pts else {
+            return false;
+        };
+        let pt = match packet {
+            [b0, b1, ..] if b0 & 0xc0 == 0x80 => b1 & 0x7f,
+            _ => return false,
+        };
+        if Some(pt) == rtx && self.dropping_rtx {
+            return true;
+        }
+        if pt == video && self.drop_video > 0 {
+            self.drop_video -= 1;
+            self.dropping_rtx = true;
+            return true;
+        }
+        false
     }
 
     fn write(&mut self, codec: Codec, rtp_time: u64, data: &[u8]) {
@@ -191,8 +223,11 @@ impl Peer {
                 p.spec().codec == codec
                     && (codec != Codec::H264 || p.spec().format.packetization_mode == Some(1))
             })
-            .expect("codec negotiated")
-            .pt();
+            .expect("codec negotiated");
+        let (pt, rtx) = (pt.pt(), pt.resend());
+        if codec == Codec::H264 {
+            self.video_pts = Some((*pt, rtx.map(|r| *r)));
+        }
         writer
             .write(
                 pt,
@@ -930,20 +965,33 @@ async fn whip_tone_plays_over_flv_rtmp_and_hls_as_aac() {
         "A/V skew {median} ms (median of {}): {order:?}",
         skews.len()
     );
-    let flv = format!("http://{http}/live/tone.flv");
-    let streams = ffprobe(&flv, &["-show_streams"]);
-    let publishing = publish_av(&mut publisher, &mut [], frame..frame + 100, video, audio);
-    let (streams, ()) = tokio::join!(streams, publishing);
-    let names: Vec<&str> = streams["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|s| s["codec_name"].as_str())
-        .collect();
-    assert!(
-        names.contains(&"h264") && names.contains(&"aac"),
-        "{names:?}"
-    );
+    // H.264 and AAC on each of the three protocols.
+    let urls = [
+        format!("http://{http}/live/tone.flv"),
+        format!("rtmp://{}/live/tone", server.rtmp_addr),
+        format!("http://{http}/live/tone.m3u8"),
+    ];
+    let probes = async {
+        tokio::join!(
+            ffprobe(&urls[0], &["-show_streams"]),
+            ffprobe(&urls[1], &["-show_streams"]),
+            ffprobe(&urls[2], &["-show_streams"])
+        )
+    };
+    let publishing = publish_av(&mut publisher, &mut [], frame..frame + 150, video, audio);
+    let ((a, b, c), ()) = tokio::join!(probes, publishing);
+    for (url, streams) in urls.iter().zip([a, b, c]) {
+        let names: Vec<&str> = streams["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["codec_name"].as_str())
+            .collect();
+        assert!(
+            names.contains(&"h264") && names.contains(&"aac"),
+            "{url}: {names:?}"
+        );
+    }
 
     // One bridge served them all; it stops when the stream ends.
     let (_, body) = http_get(http, "/api/v1/bridges").await;
@@ -1055,4 +1103,68 @@ async fn rtmp_b_frames_reach_whep_viewers_reencoded_in_order() {
         0,
         "{sessions}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whip_video_loss_waits_for_a_keyframe_and_asks_for_one() {
+    let server = start().await;
+    let http = server.http_addr;
+    let (mut publisher, offer) = Peer::new(Direction::SendOnly);
+    let (status, _, answer) = post_offer(http, "/whip/live/loss", &offer).await;
+    assert_eq!(status, 201, "{answer}");
+    publisher.accept_answer(&answer);
+    assert!(
+        pump_until(&mut [&mut publisher], Duration::from_secs(10), |p| p[0]
+            .connected)
+        .await
+    );
+    // Keyframes every 50 frames (2 s).
+    let video = |n: u64| (Codec::H264, access_unit(n.is_multiple_of(50), n as u8));
+    publish_for(&mut publisher, &mut [], 10, video).await;
+    let key = costream_hub::StreamKey::parse("live/loss").unwrap();
+    let frames_in = || server.hub().stream(&key).unwrap().stats.frames_in();
+    assert_eq!(publisher.keyframe_requests, 0);
+
+    // Lose two packets of frame 10 for good; NACKs cannot bring them back.
+    publisher.drop_video = 2;
+    let mut frame = 10;
+    while publisher.keyframe_requests == 0 && frame < 45 {
+        publish_av(&mut publisher, &mut [], frame..frame + 1, video, |i| {
+            vec![0xfc, 0xff, 0xfe, (i % 250) as u8 + 1]
+        })
+        .await;
+        frame += 1;
+    }
+    assert!(
+        publisher.keyframe_requests > 0,
+        "no keyframe request within {} frames of the loss",
+        frame - 10
+    );
+    // Until the next keyframe (frame 50) no video reaches the hub; audio does.
+    let before = frames_in();
+    publish_for_range(&mut publisher, frame..48, video).await;
+    let audio_only = frames_in() - before;
+    assert!(
+        audio_only <= 2 * (48 - frame) + 2,
+        "{audio_only} frames in while waiting for a keyframe ({} audio packets sent)",
+        2 * (48 - frame)
+    );
+    let before = frames_in();
+    publish_for_range(&mut publisher, 48..60, video).await;
+    assert!(
+        frames_in() - before >= 2 * 12 + 8,
+        "video flows again after the keyframe: {} frames",
+        frames_in() - before
+    );
+}
+
+async fn publish_for_range(
+    publisher: &mut Peer,
+    frames: std::ops::Range<u64>,
+    video: impl Fn(u64) -> (Codec, Vec<u8>),
+) {
+    publish_av(publisher, &mut [], frames, video, |i| {
+        vec![0xfc, 0xff, 0xfe, (i % 250) as u8 + 1]
+    })
+    .await;
 }
