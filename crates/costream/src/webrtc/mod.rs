@@ -312,6 +312,20 @@ struct Session {
     broken: bool,
 }
 
+impl Session {
+    /// Whether a keyframe request may go to this publisher now (at most one
+    /// per `PLI_INTERVAL`); if so, it counts as sent.
+    fn pli_due(&mut self, now: Instant) -> bool {
+        let due = self
+            .last_pli
+            .is_none_or(|t| now.duration_since(t) >= PLI_INTERVAL);
+        if due {
+            self.last_pli = Some(now);
+        }
+        due
+    }
+}
+
 struct Task {
     host: RtcHost,
     socket: UdpSocket,
@@ -418,11 +432,7 @@ impl Task {
                     s.broken = true;
                 }
                 if video && s.broken {
-                    let due = s
-                        .last_pli
-                        .is_none_or(|t| now.duration_since(t) >= PLI_INTERVAL);
-                    if due {
-                        s.last_pli = Some(now);
+                    if s.pli_due(now) {
                         let _ = self.host.request_keyframe(id, now);
                     }
                     return;
@@ -440,11 +450,7 @@ impl Task {
                     && frame.kind == costream_rtc::MediaKind::Video
                 {
                     // Joined mid-GOP: nothing decodes until the next keyframe.
-                    let due = s
-                        .last_pli
-                        .is_none_or(|t| now.duration_since(t) >= PLI_INTERVAL);
-                    if due {
-                        s.last_pli = Some(now);
+                    if s.pli_due(now) {
                         let _ = self.host.request_keyframe(id, now);
                     }
                 }
@@ -491,10 +497,7 @@ impl Task {
         let Some(p) = self.sessions.get_mut(&publisher) else {
             return;
         };
-        if p.last_pli
-            .is_none_or(|t| now.duration_since(t) >= PLI_INTERVAL)
-        {
-            p.last_pli = Some(now);
+        if p.pli_due(now) {
             let _ = self.host.request_keyframe(publisher, now);
         }
     }
