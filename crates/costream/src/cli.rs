@@ -85,6 +85,28 @@ pub enum TokenCommand {
         #[arg(long, env = "COSTREAM_PUBLISH_SECRET", hide_env_values = true)]
         secret: String,
     },
+    /// A room access token (JWT, HS256) for a link-mic room participant.
+    Create {
+        #[arg(long)]
+        room: String,
+        /// The participant's identity, unique in the room.
+        #[arg(long)]
+        identity: String,
+        #[arg(long, value_enum, default_value = "audience")]
+        role: crate::access::Role,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// How long the token is valid, e.g. 6h.
+        #[arg(long, default_value = "6h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// The API key that signs the token.
+        #[arg(long, env = "COSTREAM_API_KEY")]
+        api_key: String,
+        /// That key's secret.
+        #[arg(long, env = "COSTREAM_API_SECRET", hide_env_values = true)]
+        api_secret: String,
+    },
 }
 
 impl ServeArgs {
@@ -152,6 +174,23 @@ pub fn run(cli: Cli) -> ExitCode {
         }) => costream_hub::StreamKey::parse(&stream)
             .map_err(anyhow::Error::from)
             .map(|key| println!("{}", crate::auth::sign_publish(&secret, &key, ttl))),
+        Command::Token(TokenCommand::Create {
+            room,
+            identity,
+            role,
+            name,
+            ttl,
+            api_key,
+            api_secret,
+        }) => {
+            let key = crate::access::ApiKey {
+                key: api_key,
+                secret: api_secret,
+            };
+            crate::access::mint(&key, &room, &identity, role, name, ttl)
+                .map_err(anyhow::Error::from)
+                .map(|token| println!("{token}"))
+        }
         Command::DefaultConfig => {
             print!("{}", Config::default().to_toml());
             Ok(())

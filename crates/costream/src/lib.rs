@@ -2,6 +2,7 @@
 //! glue: configuration, the thin async I/O around the protocol crates, the
 //! HTTP API and the load-testing tool.
 
+pub mod access;
 pub mod auth;
 pub mod bench;
 pub mod bridge;
