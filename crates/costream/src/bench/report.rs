@@ -275,26 +275,12 @@ impl Report {
             }
             None => s.push_str("first video    none received\n"),
         }
-        match &self.bitrate_kbps {
-            Some(b) => {
-                let _ = writeln!(
-                    s,
-                    "bitrate        per client mean {:.0} kbps, min {:.0} kbps, max {:.0} kbps; total {:.1} Mbps ({:.1} MB received)",
-                    b.mean,
-                    b.min,
-                    b.max,
-                    b.total / 1000.0,
-                    self.bytes_received as f64 / 1e6
-                );
-            }
-            None => {
-                let _ = writeln!(
-                    s,
-                    "bitrate        n/a ({:.1} MB received)",
-                    self.bytes_received as f64 / 1e6
-                );
-            }
-        }
+        write_bitrate(
+            &mut s,
+            self.bitrate_kbps.as_ref(),
+            "client",
+            self.bytes_received,
+        );
         let f = &self.fell_behind;
         let _ = writeln!(
             s,
@@ -352,6 +338,22 @@ impl Report {
         }
         s
     }
+}
+
+/// The report's `bitrate` line; `who` names one client ("client", "viewer").
+pub(crate) fn write_bitrate(s: &mut String, b: Option<&Bitrate>, who: &str, bytes: u64) {
+    let mb = bytes as f64 / 1e6;
+    let _ = match b {
+        Some(b) => writeln!(
+            s,
+            "bitrate        per {who} mean {:.0} kbps, min {:.0} kbps, max {:.0} kbps; total {:.1} Mbps ({mb:.1} MB received)",
+            b.mean,
+            b.min,
+            b.max,
+            b.total / 1000.0,
+        ),
+        None => writeln!(s, "bitrate        n/a ({mb:.1} MB received)"),
+    };
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::cpu::CpuReport;
-use super::report::{Bitrate, ClientCounts, ErrorCount};
+use super::report::{write_bitrate, Bitrate, ClientCounts, ErrorCount};
 use super::rtc_stats::RtcViewerSummary;
 use super::stats::Summary;
 
@@ -254,26 +254,12 @@ impl WhepReport {
             rate(&self.video_fps),
             rate(&self.audio_pps)
         );
-        match &self.bitrate_kbps {
-            Some(b) => {
-                let _ = writeln!(
-                    s,
-                    "bitrate        per viewer mean {:.0} kbps, min {:.0} kbps, max {:.0} kbps; total {:.1} Mbps ({:.1} MB received)",
-                    b.mean,
-                    b.min,
-                    b.max,
-                    b.total / 1000.0,
-                    self.bytes_received as f64 / 1e6
-                );
-            }
-            None => {
-                let _ = writeln!(
-                    s,
-                    "bitrate        n/a ({:.1} MB received)",
-                    self.bytes_received as f64 / 1e6
-                );
-            }
-        }
+        write_bitrate(
+            &mut s,
+            self.bitrate_kbps.as_ref(),
+            "viewer",
+            self.bytes_received,
+        );
         let l = &self.loss;
         let _ = writeln!(
             s,
