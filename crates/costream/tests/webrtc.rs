@@ -436,8 +436,7 @@ async fn whip_publish_whep_play_trickle_and_delete() {
     assert_eq!(status, 404);
 
     // The API shows both sessions; DELETE ends them and the stream.
-    let (_, body) = http_get(http, "/api/v1/webrtc/sessions").await;
-    let sessions: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let sessions = api(http, "/api/v1/webrtc/sessions").await;
     assert_eq!(
         sessions["sessions"].as_array().unwrap().len(),
         2,
@@ -449,8 +448,7 @@ async fn whip_publish_whep_play_trickle_and_delete() {
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let (_, body) = http_get(http, "/api/v1/webrtc/sessions").await;
-        let sessions: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let sessions = api(http, "/api/v1/webrtc/sessions").await;
         let gone = sessions["sessions"].as_array().unwrap().is_empty();
         let key = costream_hub::StreamKey::parse("live/w").unwrap();
         if gone && server.hub().stream(&key).is_none() {
@@ -546,8 +544,7 @@ async fn bad_offers_get_clear_4xx_and_sessions_do_not_leak() {
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let (_, body) = http_get(http, "/api/v1/webrtc/sessions").await;
-        let sessions: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let sessions = api(http, "/api/v1/webrtc/sessions").await;
         if sessions["sessions"].as_array().unwrap().is_empty() && server.hub().streams().is_empty()
         {
             break;
@@ -666,8 +663,7 @@ async fn ice_tcp_only_clients_publish_and_play() {
     assert!(viewer.media.iter().any(|m| m.mid == viewer.audio));
 
     // The API shows both sessions on their TCP addresses.
-    let (_, body) = http_get(http, "/api/v1/webrtc/sessions").await;
-    let sessions: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let sessions = api(http, "/api/v1/webrtc/sessions").await;
     let remotes: Vec<&str> = sessions["sessions"]
         .as_array()
         .unwrap()
@@ -690,8 +686,7 @@ async fn ice_tcp_only_clients_publish_and_play() {
         .await,
         "the viewer's session was closed by the server"
     );
-    let (_, body) = http_get(http, "/api/v1/webrtc/sessions").await;
-    let sessions: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let sessions = api(http, "/api/v1/webrtc/sessions").await;
     assert_eq!(
         sessions["sessions"].as_array().unwrap().len(),
         0,
@@ -727,8 +722,7 @@ async fn vp8_passes_through_with_twcc_and_sender_reports() {
     );
     publish_for(&mut publisher, &mut [], 10, vp8_frame).await;
 
-    let (_, body) = http_get(http, "/api/v1/streams/live/v").await;
-    let info: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let info = api(http, "/api/v1/streams/live/v").await;
     let text = info.to_string();
     assert!(
         text.contains("\"vp8\"") && text.contains("640") && text.contains("480"),
@@ -881,8 +875,7 @@ async fn whip_tone_plays_over_flv_rtmp_and_hls_as_aac() {
     let audio = |i: u64| tone[(i as usize) % tone.len()].clone();
     publish_av(&mut publisher, &mut [], 0..25, video, audio).await;
     // No one consumes AAC yet (HLS included): no transcoder runs.
-    let (_, body) = http_get(http, "/api/v1/bridges").await;
-    let bridges: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let bridges = api(http, "/api/v1/bridges").await;
     assert_eq!(bridges["bridges"].as_array().unwrap().len(), 0, "{bridges}");
 
     // Three players at once, plus packet timestamps for the A/V skew.
@@ -994,16 +987,14 @@ async fn whip_tone_plays_over_flv_rtmp_and_hls_as_aac() {
     }
 
     // One bridge served them all; it stops when the stream ends.
-    let (_, body) = http_get(http, "/api/v1/bridges").await;
-    let bridges: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let bridges = api(http, "/api/v1/bridges").await;
     assert_eq!(bridges["bridges"][0]["audio"], "aac", "{bridges}");
     assert_eq!(bridges["bridges"].as_array().unwrap().len(), 1, "{bridges}");
     let (status, _, _) = http_send(http, "DELETE", &whip_location, "text/plain", b"").await;
     assert_eq!(status, 200);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let (_, body) = http_get(http, "/api/v1/bridges").await;
-        let bridges: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let bridges = api(http, "/api/v1/bridges").await;
         if bridges["bridges"].as_array().unwrap().is_empty() {
             break;
         }
@@ -1024,8 +1015,7 @@ async fn rtmp_b_frames_reach_whep_viewers_reencoded_in_order() {
     wait_for_stream(&server, "live/bf").await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, body) = http_get(http, "/api/v1/streams/live/bf").await;
-        let info: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let info = api(http, "/api/v1/streams/live/bf").await;
         if info["video"]["b_frames"] == true {
             break;
         }
@@ -1079,8 +1069,7 @@ async fn rtmp_b_frames_reach_whep_viewers_reencoded_in_order() {
         video.len()
     );
 
-    let (_, body) = http_get(http, "/api/v1/bridges").await;
-    let bridges: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let bridges = api(http, "/api/v1/bridges").await;
     assert_eq!(bridges["bridges"][0]["video"], "reencoded", "{bridges}");
     assert_eq!(bridges["bridges"][0]["audio"], "opus", "{bridges}");
 
@@ -1093,11 +1082,9 @@ async fn rtmp_b_frames_reach_whep_viewers_reencoded_in_order() {
         .await,
         "the WHEP viewer was told the stream ended"
     );
-    let (_, body) = http_get(http, "/api/v1/bridges").await;
-    let bridges: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let bridges = api(http, "/api/v1/bridges").await;
     assert_eq!(bridges["bridges"].as_array().unwrap().len(), 0, "{bridges}");
-    let (_, body) = http_get(http, "/api/v1/webrtc/sessions").await;
-    let sessions: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let sessions = api(http, "/api/v1/webrtc/sessions").await;
     assert_eq!(
         sessions["sessions"].as_array().unwrap().len(),
         0,
@@ -1167,4 +1154,10 @@ async fn publish_for_range(
         vec![0xfc, 0xff, 0xfe, (i % 250) as u8 + 1]
     })
     .await;
+}
+
+/// GET an API path as JSON.
+async fn api(http: SocketAddr, path: &str) -> serde_json::Value {
+    let (_, body) = http_get(http, path).await;
+    serde_json::from_slice(&body).unwrap()
 }
