@@ -17,6 +17,7 @@ pub struct Config {
     pub rtc: RtcConfig,
     pub hub: HubSection,
     pub auth: AuthConfig,
+    pub rooms: RoomsConfig,
     pub log: LogConfig,
 }
 
@@ -131,6 +132,37 @@ pub struct AuthConfig {
     /// When set, publishers must present `?token=` signed with this secret
     /// (`costream token publish`).
     pub publish_secret: Option<String>,
+    /// Keys that sign room access tokens (`[[auth.api_keys]]`). When none
+    /// is set, the server makes a development key at start and prints it.
+    pub api_keys: Vec<crate::access::ApiKey>,
+}
+
+/// Link-mic rooms (see docs/signaling.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomsConfig {
+    /// Publishers allowed at once in one room; the next one is refused.
+    pub max_publishers: usize,
+    /// Participants allowed at once in one room (publishers or not).
+    pub max_participants: usize,
+    /// A room closes after being empty this long.
+    #[serde(with = "humantime_serde")]
+    pub empty_timeout: Duration,
+    /// A participant whose connection drops stays (with its tracks) this
+    /// long, so that it can come back after a network switch.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_grace: Duration,
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        RoomsConfig {
+            max_publishers: 8,
+            max_participants: 1000,
+            empty_timeout: Duration::from_secs(300),
+            reconnect_grace: Duration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -231,6 +263,16 @@ impl Config {
                 "auth.publish_secret must be at least 8 characters"
             );
         }
+        for k in &self.auth.api_keys {
+            anyhow::ensure!(
+                !k.key.is_empty() && k.secret.len() >= 16,
+                "auth.api_keys: each key needs a name and a secret of at least 16 characters"
+            );
+        }
+        anyhow::ensure!(
+            self.rooms.max_publishers >= 1 && self.rooms.max_participants >= 1,
+            "rooms.max_publishers and rooms.max_participants must be at least 1"
+        );
         Ok(())
     }
 

@@ -13,6 +13,7 @@ pub mod http;
 pub mod io;
 pub mod metrics;
 pub mod mux;
+pub mod room;
 pub mod rtmp;
 pub mod server;
 pub mod webrtc;

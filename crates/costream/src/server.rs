@@ -19,6 +19,7 @@ pub struct AppState {
     pub bridges: crate::bridge::Bridges,
     /// `None` when WebRTC is disabled.
     pub rtc: Option<crate::webrtc::RtcService>,
+    pub rooms: crate::room::Rooms,
 }
 
 pub struct Server {
@@ -52,12 +53,18 @@ impl Server {
         } else {
             None
         };
+        let rooms = crate::room::Rooms::new(
+            config.rooms.clone(),
+            crate::room::api_keys(&config.auth.api_keys),
+            rtc.clone(),
+        );
         let state = Arc::new(AppState {
             config,
             hub,
             hls,
             bridges,
             rtc,
+            rooms,
         });
         let app = crate::http::router(state.clone());
         let mut tasks = vec![tokio::spawn(crate::rtmp::accept_loop(rtmp, state.clone()))];

@@ -18,6 +18,7 @@ const WHIP_WHEP: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../tests/browser/whip_whep.mjs"
 );
+const ROOM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/browser/room.mjs");
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// Fails (never skips) when the browser or the node project is missing: these
@@ -249,5 +250,94 @@ async fn rtmp_push_plays_in_chromium_over_whep() {
         }
         assert!(Instant::now() < deadline, "bridge still running: {body}");
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A link-mic room in Chromium: three pages join room r1 with the JavaScript
+/// SDK the server serves (/sdk/costream.js), each publishes its fake camera
+/// and microphone and auto-subscribes to the other two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_three_participants_see_and_hear_each_other() {
+    let key = costream::access::ApiKey {
+        key: "test".into(),
+        secret: "test-secret-test-secret-0123456789".into(),
+    };
+    let server_key = key.clone();
+    let server = start_server(move |c| {
+        c.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
+        c.rtc.public_ips = vec!["127.0.0.1".parse().unwrap()];
+        c.auth.api_keys = vec![server_key];
+    })
+    .await;
+    let identities = ["alice", "bob", "carol"];
+    let tokens: Vec<String> = identities
+        .iter()
+        .enumerate()
+        .map(|(i, identity)| {
+            let role = if i == 0 {
+                costream::access::Role::Host
+            } else {
+                costream::access::Role::Guest
+            };
+            costream::access::mint(&key, "r1", identity, role, None, Duration::from_secs(600))
+                .expect("mint a token")
+        })
+        .collect();
+    let seconds: f64 = 6.0;
+    let args: Vec<String> = vec![
+        "--http".into(),
+        http_url(&server, ""),
+        "--tokens".into(),
+        tokens.join(","),
+        "--seconds".into(),
+        seconds.to_string(),
+        "--timeout".into(),
+        "60".into(),
+    ];
+    let out = run_node_script(ROOM, &args, Duration::from_secs(90)).await;
+    assert_eq!(out["ok"], true, "{out}");
+
+    let participants = out["participants"].as_array().expect("participants");
+    let mut seen: Vec<&str> = participants
+        .iter()
+        .map(|p| p["identity"].as_str().unwrap_or(""))
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, identities, "{out}");
+    for p in participants {
+        let me = p["identity"].as_str().unwrap_or("?");
+        eprintln!(
+            "{me}: join_ms {} first_remote_frame_ms {}",
+            p["join_ms"], p["first_remote_frame_ms"]
+        );
+        let first = p["first_remote_frame_ms"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{me}: no first_remote_frame_ms: {out}"));
+        // A loose sanity bound: media flows seconds, not tens of seconds, after joining.
+        assert!(
+            first < 5000.0,
+            "{me} decoded its first remote frame after {first} ms: {out}"
+        );
+        for other in identities.iter().filter(|o| **o != me) {
+            let r = &p["remotes"][*other];
+            assert!(r.is_object(), "{me} has no subscription to {other}: {out}");
+            assert!(
+                f(&r["fps"]) >= 10.0,
+                "{me} decodes {other}'s video below 10 fps: {out}"
+            );
+            assert_eq!(
+                (u(&r["width"]), u(&r["height"])),
+                (640, 480),
+                "{me} decodes {other}'s video at another size than published: {out}"
+            );
+            assert!(
+                u(&r["audio_packets"]) > 0,
+                "{me} gets no audio packets from {other}: {out}"
+            );
+            assert!(
+                f(&r["audio_energy"]) > 0.0,
+                "{me} hears silence from {other}: {out}"
+            );
+        }
     }
 }

@@ -35,7 +35,7 @@ mod play;
 mod probe;
 mod publish;
 mod report;
-mod rtc_client;
+pub mod rtc_client;
 mod rtc_probe;
 mod rtc_stats;
 mod rtmp_play;

@@ -188,6 +188,8 @@ pub struct RtcPeer {
     pub audio: Mid,
     /// The offer until it is sent, and the state to accept its answer.
     offer: Option<(String, SdpPendingOffer)>,
+    /// An offer sent and not yet answered.
+    pending: Option<SdpPendingOffer>,
     /// When str0m next wants a timeout input.
     rtc_timeout: Instant,
     /// One timer, moved rather than recreated at every step.
@@ -225,6 +227,7 @@ impl RtcPeer {
             video,
             audio,
             offer: Some((offer.to_sdp_string(), pending)),
+            pending: None,
             rtc_timeout: now,
             sleep: Box::pin(tokio::time::sleep_until(now.into())),
             sleep_at: now,
@@ -243,7 +246,7 @@ impl RtcPeer {
         target: &str,
         token: Option<&str>,
     ) -> anyhow::Result<Option<String>> {
-        let (offer, pending) = self.offer.take().context("the offer was already sent")?;
+        let offer = self.take_offer()?;
         let authorization = token.map(|t| format!("Bearer {t}"));
         let response = endpoint
             .send(
@@ -259,13 +262,29 @@ impl RtcPeer {
         }
         let text =
             std::str::from_utf8(&response.body).map_err(|_| anyhow!("SDP answer is not UTF-8"))?;
+        self.accept_answer(text)?;
+        Ok(response.location)
+    }
+
+    /// The offer, for a signaling channel other than WHIP/WHEP (rooms).
+    pub fn take_offer(&mut self) -> anyhow::Result<String> {
+        let (offer, pending) = self.offer.take().context("the offer was already sent")?;
+        self.pending = Some(pending);
+        Ok(offer)
+    }
+
+    /// Applies the answer to the offer taken with [`RtcPeer::take_offer`].
+    pub fn accept_answer(&mut self, sdp: &str) -> anyhow::Result<()> {
+        let pending = self
+            .pending
+            .take()
+            .context("no offer is waiting for an answer")?;
         let answer =
-            SdpAnswer::from_sdp_string(text).map_err(|e| anyhow!("unparsable SDP answer: {e}"))?;
+            SdpAnswer::from_sdp_string(sdp).map_err(|e| anyhow!("unparsable SDP answer: {e}"))?;
         self.rtc
             .sdp_api()
             .accept_answer(pending, answer)
-            .map_err(|e| anyhow!("SDP answer not accepted: {e}"))?;
-        Ok(response.location)
+            .map_err(|e| anyhow!("SDP answer not accepted: {e}"))
     }
 
     /// str0m, for writing media.

@@ -76,7 +76,9 @@ async fn connection(mut tcp: TcpStream, peer: SocketAddr, state: Arc<AppState>, 
         req
     });
     let conn = hyper::server::conn::http1::Builder::new()
-        .serve_connection(io, TowerToHyperService::new(service));
+        .serve_connection(io, TowerToHyperService::new(service))
+        // Room signaling WebSockets are upgrades of these connections.
+        .with_upgrades();
     if let Err(e) = conn.await {
         tracing::debug!(%peer, "HTTP connection error: {e}");
     }

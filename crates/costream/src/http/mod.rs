@@ -48,6 +48,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .nest("/api/v1", api::router())
         .merge(crate::webrtc::http::router())
+        .route("/rtc", get(crate::room::upgrade))
+        .route("/sdk/costream.js", get(sdk))
         .route("/{app}/{file}", get(media))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such resource") })
         .layer(cors)
@@ -56,6 +58,18 @@ pub fn router(state: Arc<AppState>) -> Router {
             crate::webrtc::http::links_on_options,
         ))
         .with_state(state)
+}
+
+/// The browser SDK for rooms, an ES module embedded in the binary.
+async fn sdk() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../../sdk/costream.js"),
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {

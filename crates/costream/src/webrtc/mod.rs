@@ -57,6 +57,8 @@ enum Command {
         key: StreamKey,
         sdp: String,
         reply: oneshot::Sender<Result<(SessionId, String), OfferError>>,
+        /// Told when the session ends (rooms track their participants' sessions).
+        closed: Option<oneshot::Sender<()>>,
     },
     Candidates {
         session: SessionId,
@@ -170,6 +172,28 @@ impl RtcService {
         key: StreamKey,
         sdp: String,
     ) -> Result<(SessionId, String), OfferError> {
+        self.offer_inner(direction, key, sdp, None).await
+    }
+
+    /// Like [`RtcService::offer`]; the receiver completes when the session ends.
+    pub async fn offer_watched(
+        &self,
+        direction: Direction,
+        key: StreamKey,
+        sdp: String,
+    ) -> Result<(SessionId, String, oneshot::Receiver<()>), OfferError> {
+        let (tx, rx) = oneshot::channel();
+        let (id, answer) = self.offer_inner(direction, key, sdp, Some(tx)).await?;
+        Ok((id, answer, rx))
+    }
+
+    async fn offer_inner(
+        &self,
+        direction: Direction,
+        key: StreamKey,
+        sdp: String,
+        closed: Option<oneshot::Sender<()>>,
+    ) -> Result<(SessionId, String), OfferError> {
         let (reply, rx) = oneshot::channel();
         self.commands
             .send(Command::Offer {
@@ -177,6 +201,7 @@ impl RtcService {
                 key,
                 sdp,
                 reply,
+                closed,
             })
             .await
             .map_err(|_| OfferError::Stopped)?;
@@ -310,6 +335,8 @@ struct Session {
     last_keyframe: Option<Instant>,
     /// Publish sessions: video was lost since the last keyframe.
     broken: bool,
+    /// Completed (by dropping it) when the session ends.
+    _closed: Option<oneshot::Sender<()>>,
 }
 
 impl Session {
@@ -510,8 +537,9 @@ impl Task {
                 key,
                 sdp,
                 reply,
+                closed,
             } => {
-                let _ = reply.send(self.offer(direction, key, &sdp, now));
+                let _ = reply.send(self.offer(direction, key, &sdp, closed, now));
             }
             Command::Candidates {
                 session,
@@ -594,6 +622,7 @@ impl Task {
         direction: Direction,
         key: StreamKey,
         sdp: &str,
+        closed: Option<oneshot::Sender<()>>,
         now: Instant,
     ) -> Result<(SessionId, String), OfferError> {
         // Take the hub side first so a refused publish leaves no session.
@@ -648,6 +677,7 @@ impl Task {
                 last_pli: None,
                 last_keyframe: None,
                 broken: false,
+                _closed: closed,
             },
         );
         Ok((id, answer))

@@ -1,0 +1,267 @@
+//! The room signaling messages (docs/signaling.md), as serde types. Each is
+//! one JSON object with a `type`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::access::{Grants, Role};
+
+/// What a client sends. `id`, when present, is echoed in the answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientEnvelope {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(flatten)]
+    pub message: ClientMessage,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    Publish {
+        sdp: String,
+    },
+    Unpublish,
+    Subscribe {
+        identity: String,
+        sdp: String,
+    },
+    Unsubscribe {
+        identity: String,
+    },
+    Trickle {
+        session: String,
+        candidate: String,
+    },
+    Mute {
+        kind: TrackKind,
+        muted: bool,
+    },
+    Update {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        metadata: Option<String>,
+    },
+    Request,
+    Invite {
+        identity: String,
+    },
+    Accept {
+        identity: String,
+    },
+    Reject {
+        identity: String,
+    },
+    Kick {
+        identity: String,
+        #[serde(default)]
+        to: KickTo,
+    },
+    Leave,
+    Ping,
+}
+
+impl ClientMessage {
+    /// The `type` name, for errors and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClientMessage::Publish { .. } => "publish",
+            ClientMessage::Unpublish => "unpublish",
+            ClientMessage::Subscribe { .. } => "subscribe",
+            ClientMessage::Unsubscribe { .. } => "unsubscribe",
+            ClientMessage::Trickle { .. } => "trickle",
+            ClientMessage::Mute { .. } => "mute",
+            ClientMessage::Update { .. } => "update",
+            ClientMessage::Request => "request",
+            ClientMessage::Invite { .. } => "invite",
+            ClientMessage::Accept { .. } => "accept",
+            ClientMessage::Reject { .. } => "reject",
+            ClientMessage::Kick { .. } => "kick",
+            ClientMessage::Leave => "leave",
+            ClientMessage::Ping => "ping",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KickTo {
+    #[default]
+    Audience,
+    Out,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackKind {
+    Audio,
+    Video,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackInfo {
+    pub kind: TrackKind,
+    pub muted: bool,
+}
+
+/// A participant as every other participant sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    pub identity: String,
+    pub name: String,
+    pub role: Role,
+    pub grants: Grants,
+    pub metadata: String,
+    pub tracks: Vec<TrackInfo>,
+    pub connected: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkMicAction {
+    Requested,
+    Invited,
+    Accepted,
+    Rejected,
+    Kicked,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeftReason {
+    Left,
+    Dropped,
+    Kicked,
+    Removed,
+    RoomClosed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    Unauthorized,
+    NotGranted,
+    RoomFull,
+    UnknownParticipant,
+    NotPublishing,
+    BadOffer,
+    BadRequest,
+    Replaced,
+    Unavailable,
+}
+
+/// What the server sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Joined {
+        room: String,
+        resumed: bool,
+        reconnect_grace_ms: u64,
+        you: ParticipantInfo,
+        participants: Vec<ParticipantInfo>,
+        requests: Vec<String>,
+        invites: Vec<String>,
+    },
+    PublishAnswer {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        session: String,
+        sdp: String,
+    },
+    SubscribeAnswer {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        identity: String,
+        session: String,
+        sdp: String,
+    },
+    TrackPublished {
+        identity: String,
+        tracks: Vec<TrackInfo>,
+    },
+    TrackUnpublished {
+        identity: String,
+    },
+    TrackMuted {
+        identity: String,
+        kind: TrackKind,
+        muted: bool,
+    },
+    ParticipantJoined {
+        participant: ParticipantInfo,
+    },
+    ParticipantUpdated {
+        participant: ParticipantInfo,
+    },
+    ParticipantLeft {
+        identity: String,
+        reason: LeftReason,
+    },
+    LinkMic {
+        action: LinkMicAction,
+        identity: String,
+        by: String,
+    },
+    Pong {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+    Error {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<String>,
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+impl ServerMessage {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> ServerMessage {
+        ServerMessage::Error {
+            id: None,
+            request: None,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The JSON text frame.
+    pub fn to_json(&self) -> String {
+        // Serializing these types cannot fail (string keys, no maps of other keys).
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_read_as_documented() {
+        let m: ClientEnvelope =
+            serde_json::from_str(r#"{"type":"kick","identity":"carol","to":"out","id":"7"}"#)
+                .unwrap();
+        assert_eq!(m.id.as_deref(), Some("7"));
+        assert_eq!(
+            m.message,
+            ClientMessage::Kick {
+                identity: "carol".into(),
+                to: KickTo::Out
+            }
+        );
+        let m: ClientEnvelope = serde_json::from_str(r#"{"type":"leave"}"#).unwrap();
+        assert_eq!(m.message, ClientMessage::Leave);
+        assert!(serde_json::from_str::<ClientEnvelope>(r#"{"type":"launch"}"#).is_err());
+        let e = ServerMessage::LinkMic {
+            action: LinkMicAction::Accepted,
+            identity: "carol".into(),
+            by: "alice".into(),
+        };
+        assert_eq!(
+            e.to_json(),
+            r#"{"type":"link_mic","action":"accepted","identity":"carol","by":"alice"}"#
+        );
+    }
+}

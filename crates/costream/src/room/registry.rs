@@ -1,0 +1,540 @@
+//! All rooms of this node, and what their participants ask for: the room
+//! state is changed under one lock, and the WebRTC offers are answered
+//! outside it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use costream_rtc::{Direction, RtcError, SessionId};
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+use super::protocol::{ClientMessage, ErrorCode, LeftReason, ServerMessage};
+use super::state::{
+    feed_key, offered_tracks, Conn, Outgoing, Publication, Refusal, Room, SessionRef, OUTBOX,
+};
+use crate::access::{ApiKey, Claims};
+use crate::config::RoomsConfig;
+use crate::webrtc::{OfferError, RtcService};
+
+/// How often grace periods and empty rooms are checked.
+const REAP_INTERVAL: Duration = Duration::from_millis(500);
+
+#[derive(Clone)]
+pub struct Rooms {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    rooms: Mutex<HashMap<String, Room>>,
+    config: RoomsConfig,
+    keys: Vec<ApiKey>,
+    rtc: Option<RtcService>,
+    next_conn: AtomicU64,
+}
+
+/// A participant's connection, as the signaling handler holds it.
+pub struct Membership {
+    pub room: String,
+    pub identity: String,
+    pub conn: u64,
+    pub outbox: mpsc::Receiver<Outgoing>,
+    pub joined: ServerMessage,
+}
+
+/// A room as the API lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoomSummary {
+    pub room: String,
+    pub participants: usize,
+    pub publishers: usize,
+    pub age_secs: u64,
+}
+
+impl Rooms {
+    pub fn new(config: RoomsConfig, keys: Vec<ApiKey>, rtc: Option<RtcService>) -> Rooms {
+        let rooms = Rooms {
+            inner: Arc::new(Inner {
+                rooms: Mutex::new(HashMap::new()),
+                config,
+                keys,
+                rtc,
+                next_conn: AtomicU64::new(1),
+            }),
+        };
+        let weak = Arc::downgrade(&rooms.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REAP_INTERVAL);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                Rooms { inner }.reap(Instant::now());
+            }
+        });
+        rooms
+    }
+
+    pub fn keys(&self) -> &[ApiKey] {
+        &self.inner.keys
+    }
+
+    pub fn config(&self) -> &RoomsConfig {
+        &self.inner.config
+    }
+
+    /// Admits the token's participant (creating the room on first join).
+    pub fn join(&self, claims: &Claims) -> Result<Membership, Refusal> {
+        feed_key(&claims.room, &claims.sub).map_err(|e| {
+            (
+                ErrorCode::BadRequest,
+                format!("room names and identities use letters, digits, '-', '_' and '.': {e}"),
+            )
+        })?;
+        let (tx, outbox) = mpsc::channel(OUTBOX);
+        let conn = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let mut rooms = self.inner.rooms.lock();
+        let room = rooms.entry(claims.room.clone()).or_insert_with(|| {
+            tracing::info!(room = %claims.room, "room created");
+            Room::new(&claims.room, now)
+        });
+        let joined = room.join(
+            claims,
+            Conn { id: conn, tx },
+            now,
+            self.inner.config.max_participants,
+            self.inner.config.reconnect_grace,
+        )?;
+        tracing::info!(room = %claims.room, identity = %claims.sub, role = ?claims.role, "participant joined");
+        Ok(Membership {
+            room: claims.room.clone(),
+            identity: claims.sub.clone(),
+            conn,
+            outbox,
+            joined,
+        })
+    }
+
+    /// The connection ended: `left` when the participant said `leave`,
+    /// otherwise the grace period starts.
+    pub fn disconnected(&self, m: &Membership, left: bool) {
+        let now = Instant::now();
+        let close = {
+            let mut rooms = self.inner.rooms.lock();
+            let Some(room) = rooms.get_mut(&m.room) else {
+                return;
+            };
+            if !room.is_member(&m.identity, m.conn) {
+                return;
+            }
+            if left {
+                room.remove(&m.identity, LeftReason::Left, now)
+            } else {
+                tracing::info!(room = %m.room, identity = %m.identity, "participant disconnected; waiting for it to come back");
+                room.disconnect(&m.identity, Some(m.conn), now);
+                Vec::new()
+            }
+        };
+        self.close_sessions(close);
+    }
+
+    /// Handles one message; returns the answer for the sender, if any.
+    pub async fn handle(
+        &self,
+        m: &Membership,
+        id: Option<String>,
+        message: ClientMessage,
+    ) -> Option<ServerMessage> {
+        let request = message.name();
+        let result = self.dispatch(m, id.clone(), message).await;
+        match result {
+            Ok(answer) => answer,
+            Err((code, text)) => {
+                tracing::debug!(room = %m.room, identity = %m.identity, request, ?code, "refused: {text}");
+                Some(ServerMessage::Error {
+                    id,
+                    request: Some(request.to_owned()),
+                    code,
+                    message: text,
+                })
+            }
+        }
+    }
+
+    async fn dispatch(
+        &self,
+        m: &Membership,
+        id: Option<String>,
+        message: ClientMessage,
+    ) -> Result<Option<ServerMessage>, Refusal> {
+        let now = Instant::now();
+        match message {
+            ClientMessage::Publish { sdp } => self.publish(m, id, sdp).await.map(Some),
+            ClientMessage::Subscribe { identity, sdp } => {
+                self.subscribe(m, id, identity, sdp).await.map(Some)
+            }
+            ClientMessage::Unsubscribe { identity } => {
+                let ended = self.with_member(m, |_, p| {
+                    Ok(p.subscriptions
+                        .remove(&identity)
+                        .map(|s| (identity.clone(), s)))
+                })?;
+                if let Some((publisher, session)) = ended {
+                    if let Ok(key) = feed_key(&m.room, &publisher) {
+                        self.close_sessions(vec![(key, session)]);
+                    }
+                }
+                Ok(None)
+            }
+            ClientMessage::Trickle { session, candidate } => {
+                self.trickle(m, &session, candidate).await?;
+                Ok(None)
+            }
+            ClientMessage::Unpublish => {
+                let ended = self.with_room(m, |room| Ok(room.unpublish(&m.identity, None, now)))?;
+                self.close_sessions(ended.into_iter().collect());
+                Ok(None)
+            }
+            ClientMessage::Mute { kind, muted } => self.with_room(m, |room| {
+                room.mute(&m.identity, kind, muted, now);
+                Ok(None)
+            }),
+            ClientMessage::Update { name, metadata } => self.with_room(m, |room| {
+                room.update(&m.identity, name, metadata, now)?;
+                Ok(None)
+            }),
+            ClientMessage::Request => self.with_room(m, |room| {
+                room.request(&m.identity, now)?;
+                Ok(None)
+            }),
+            ClientMessage::Invite { identity } => self.with_room(m, |room| {
+                room.invite(&m.identity, &identity, now)?;
+                Ok(None)
+            }),
+            ClientMessage::Accept { identity } => self.with_room(m, |room| {
+                room.accept(&m.identity, &identity, now)?;
+                Ok(None)
+            }),
+            ClientMessage::Reject { identity } => self.with_room(m, |room| {
+                room.reject(&m.identity, &identity, now)?;
+                Ok(None)
+            }),
+            ClientMessage::Kick { identity, to } => {
+                let ended = self.with_room(m, |room| room.kick(&m.identity, &identity, to, now))?;
+                self.close_sessions(ended);
+                Ok(None)
+            }
+            // The handler closes the socket; `disconnected(left)` removes.
+            ClientMessage::Leave => Ok(None),
+            ClientMessage::Ping => Ok(Some(ServerMessage::Pong { id })),
+        }
+    }
+
+    /// Runs `f` on the sender's room if the sender is still its member on
+    /// this connection.
+    fn with_room<T>(
+        &self,
+        m: &Membership,
+        f: impl FnOnce(&mut Room) -> Result<T, Refusal>,
+    ) -> Result<T, Refusal> {
+        let mut rooms = self.inner.rooms.lock();
+        match rooms.get_mut(&m.room) {
+            Some(room) if room.is_member(&m.identity, m.conn) => f(room),
+            _ => Err(gone()),
+        }
+    }
+
+    fn with_member<T>(
+        &self,
+        m: &Membership,
+        f: impl FnOnce(&str, &mut super::state::Participant) -> Result<T, Refusal>,
+    ) -> Result<T, Refusal> {
+        let mut rooms = self.inner.rooms.lock();
+        let room = rooms.get_mut(&m.room).ok_or_else(gone)?;
+        let name = room.name.clone();
+        let p = room.member(&m.identity, m.conn).ok_or_else(gone)?;
+        f(&name, p)
+    }
+
+    fn rtc(&self) -> Result<&RtcService, Refusal> {
+        self.inner.rtc.as_ref().ok_or((
+            ErrorCode::Unavailable,
+            "WebRTC is disabled on this server".to_string(),
+        ))
+    }
+
+    async fn publish(
+        &self,
+        m: &Membership,
+        id: Option<String>,
+        sdp: String,
+    ) -> Result<ServerMessage, Refusal> {
+        let rtc = self.rtc()?.clone();
+        let max = self.inner.config.max_publishers;
+        let key = feed_key(&m.room, &m.identity).map_err(|e| (ErrorCode::BadRequest, e))?;
+        // Reserve a publisher slot, ending an earlier publication first.
+        let previous = self.with_room(m, |room| {
+            let others = room.publishers();
+            let name = room.name.clone();
+            let p = room.member(&m.identity, m.conn).ok_or_else(gone)?;
+            if !p.info.grants.publish {
+                return Err((
+                    ErrorCode::NotGranted,
+                    "publishing is not granted: an audience member must be accepted on stage first"
+                        .to_string(),
+                ));
+            }
+            let previous = match p.publication {
+                Publication::Pending => {
+                    return Err((
+                        ErrorCode::BadRequest,
+                        "a publish offer is already being answered".to_string(),
+                    ))
+                }
+                Publication::Live(s) => Some(s),
+                Publication::None if others >= max => {
+                    return Err((
+                        ErrorCode::RoomFull,
+                        format!("room {name} already has {max} publishers (rooms.max_publishers)"),
+                    ))
+                }
+                Publication::None => None,
+            };
+            p.publication = Publication::Pending;
+            Ok(previous)
+        })?;
+        if let Some(s) = previous {
+            rtc.delete(key.clone(), s).await;
+        }
+        let tracks = offered_tracks(&sdp);
+        let offered = rtc
+            .offer_watched(Direction::Publish, key.clone(), sdp)
+            .await;
+        let now = Instant::now();
+        let (session, answer, closed) = match offered {
+            Ok(ok) => ok,
+            Err(e) => {
+                let mut rooms = self.inner.rooms.lock();
+                if let Some(p) = rooms
+                    .get_mut(&m.room)
+                    .and_then(|r| r.get_mut(&m.identity))
+                    .filter(|p| p.publication == Publication::Pending)
+                {
+                    p.publication = Publication::None;
+                }
+                return Err(offer_refusal(e));
+            }
+        };
+        let live = {
+            let mut rooms = self.inner.rooms.lock();
+            rooms
+                .get_mut(&m.room)
+                .is_some_and(|room| room.published(&m.identity, session, tracks, now))
+        };
+        if !live {
+            // Left while the offer was answered.
+            self.close_sessions(vec![(key, session)]);
+            return Err(gone());
+        }
+        tracing::info!(room = %m.room, identity = %m.identity, %session, "participant publishing");
+        let this = self.clone();
+        let (room, identity) = (m.room.clone(), m.identity.clone());
+        tokio::spawn(async move {
+            let _ = closed.await;
+            let mut rooms = this.inner.rooms.lock();
+            if let Some(r) = rooms.get_mut(&room) {
+                r.unpublish(&identity, Some(session), Instant::now());
+            }
+        });
+        Ok(ServerMessage::PublishAnswer {
+            id,
+            session: session.0.to_string(),
+            sdp: answer,
+        })
+    }
+
+    async fn subscribe(
+        &self,
+        m: &Membership,
+        id: Option<String>,
+        publisher: String,
+        sdp: String,
+    ) -> Result<ServerMessage, Refusal> {
+        let rtc = self.rtc()?.clone();
+        let (key, previous) = self.with_room(m, |room| {
+            let live = match room.get(&publisher) {
+                None => {
+                    return Err((
+                        ErrorCode::UnknownParticipant,
+                        format!("{publisher} is not in room {}", room.name),
+                    ))
+                }
+                Some(p) => matches!(p.publication, Publication::Live(_)),
+            };
+            if !live {
+                return Err((
+                    ErrorCode::NotPublishing,
+                    format!("{publisher} publishes nothing"),
+                ));
+            }
+            let key = feed_key(&room.name, &publisher).map_err(|e| (ErrorCode::BadRequest, e))?;
+            let p = room.member(&m.identity, m.conn).ok_or_else(gone)?;
+            if !p.info.grants.subscribe {
+                return Err((
+                    ErrorCode::NotGranted,
+                    "subscribing is not granted".to_string(),
+                ));
+            }
+            Ok((key, p.subscriptions.remove(&publisher)))
+        })?;
+        if let Some(s) = previous {
+            rtc.delete(key.clone(), s).await;
+        }
+        let (session, answer, closed) = rtc
+            .offer_watched(Direction::Play, key.clone(), sdp)
+            .await
+            .map_err(|e| match e {
+                OfferError::NotLive(_) => (
+                    ErrorCode::NotPublishing,
+                    format!("{publisher} publishes nothing"),
+                ),
+                e => offer_refusal(e),
+            })?;
+        let kept = self
+            .with_member(m, |_, p| {
+                p.subscriptions.insert(publisher.clone(), session);
+                Ok(())
+            })
+            .is_ok();
+        if !kept {
+            self.close_sessions(vec![(key, session)]);
+            return Err(gone());
+        }
+        let this = self.clone();
+        let (room, identity, from) = (m.room.clone(), m.identity.clone(), publisher.clone());
+        tokio::spawn(async move {
+            let _ = closed.await;
+            let mut rooms = this.inner.rooms.lock();
+            if let Some(p) = rooms.get_mut(&room).and_then(|r| r.get_mut(&identity)) {
+                if p.subscriptions.get(&from) == Some(&session) {
+                    p.subscriptions.remove(&from);
+                }
+            }
+        });
+        Ok(ServerMessage::SubscribeAnswer {
+            id,
+            identity: publisher,
+            session: session.0.to_string(),
+            sdp: answer,
+        })
+    }
+
+    async fn trickle(
+        &self,
+        m: &Membership,
+        session: &str,
+        candidate: String,
+    ) -> Result<(), Refusal> {
+        let rtc = self.rtc()?.clone();
+        let session = session
+            .parse()
+            .ok()
+            .map(SessionId)
+            .ok_or_else(|| (ErrorCode::BadRequest, "no such session".to_string()))?;
+        let own = self.with_member(m, |_, p| {
+            Ok(p.publication == Publication::Live(session)
+                || p.subscriptions.values().any(|s| *s == session))
+        })?;
+        if !own {
+            return Err((ErrorCode::BadRequest, "no such session".to_string()));
+        }
+        let line = candidate.trim().trim_start_matches("a=").to_owned();
+        if line.is_empty() {
+            return Ok(()); // end of candidates
+        }
+        rtc.add_candidates(session, vec![line])
+            .await
+            .map_err(|e| (ErrorCode::BadRequest, e.to_string()))
+    }
+
+    /// Ends grace periods that ran out and rooms empty for too long.
+    fn reap(&self, now: Instant) {
+        let grace = self.inner.config.reconnect_grace;
+        let empty = self.inner.config.empty_timeout;
+        let mut close = Vec::new();
+        {
+            let mut rooms = self.inner.rooms.lock();
+            for room in rooms.values_mut() {
+                close.extend(room.expire(now, grace));
+            }
+            rooms.retain(|name, room| {
+                let keep = !room.is_empty() || room.empty_since.is_none_or(|t| now < t + empty);
+                if !keep {
+                    tracing::info!(room = %name, "room closed after being empty for {empty:?}");
+                }
+                keep
+            });
+        }
+        self.close_sessions(close);
+    }
+
+    fn close_sessions(&self, sessions: Vec<SessionRef>) {
+        let Some(rtc) = self.inner.rtc.clone() else {
+            return;
+        };
+        if sessions.is_empty() {
+            return;
+        }
+        tokio::spawn(async move {
+            for (key, id) in sessions {
+                rtc.delete(key, id).await;
+            }
+        });
+    }
+
+    pub fn list(&self) -> Vec<RoomSummary> {
+        let now = Instant::now();
+        let rooms = self.inner.rooms.lock();
+        let mut list: Vec<RoomSummary> = rooms
+            .values()
+            .map(|r| RoomSummary {
+                room: r.name.clone(),
+                participants: r.participants().count(),
+                publishers: r.publishers(),
+                age_secs: now.duration_since(r.created).as_secs(),
+            })
+            .collect();
+        list.sort_by(|a, b| a.room.cmp(&b.room));
+        list
+    }
+
+    /// The participants of a room, `None` when there is no such room.
+    pub fn participants(&self, room: &str) -> Option<Vec<super::protocol::ParticipantInfo>> {
+        let rooms = self.inner.rooms.lock();
+        rooms
+            .get(room)
+            .map(|r| r.participants().map(|p| p.info.clone()).collect())
+    }
+}
+
+fn gone() -> Refusal {
+    (
+        ErrorCode::UnknownParticipant,
+        "this connection is no longer in the room".to_string(),
+    )
+}
+
+fn offer_refusal(e: OfferError) -> Refusal {
+    match e {
+        OfferError::Stopped | OfferError::Rtc(RtcError::TooManySessions(_)) => {
+            (ErrorCode::Unavailable, e.to_string())
+        }
+        OfferError::Busy(_) => (
+            ErrorCode::BadOffer,
+            format!("{e} (the previous publication is still ending; try again)"),
+        ),
+        e => (ErrorCode::BadOffer, e.to_string()),
+    }
+}

@@ -1,0 +1,190 @@
+//! The signaling WebSocket, `/rtc?access_token=JWT`: one per participant.
+//! Reads client messages, writes the participant's outbox, pings, and tells
+//! the registry when the connection ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+
+use super::protocol::{ClientEnvelope, ClientMessage, ErrorCode, ServerMessage};
+use super::registry::{Membership, Rooms};
+use super::state::Outgoing;
+use crate::access::Claims;
+use crate::server::AppState;
+
+/// Largest client message; SDP offers are well under this.
+const MAX_MESSAGE: usize = 64 << 10;
+const PING_EVERY: Duration = Duration::from_secs(5);
+/// A connection silent this long (not even a pong) is taken as lost.
+const SILENT_LIMIT: Duration = Duration::from_secs(15);
+/// Close code for a refused token.
+const CLOSE_UNAUTHORIZED: u16 = 4401;
+
+#[derive(serde::Deserialize)]
+pub struct Params {
+    access_token: Option<String>,
+    room: Option<String>,
+}
+
+pub async fn upgrade(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<Params>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    // The token is checked after the upgrade so that a browser can read
+    // why it was refused (a failed upgrade shows it no body).
+    let rooms = state.rooms.clone();
+    ws.max_message_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| run(socket, rooms, params))
+}
+
+fn authorize(rooms: &Rooms, params: &Params) -> Result<Claims, String> {
+    let token = params
+        .access_token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .ok_or("no access_token in the URL")?;
+    let claims = crate::access::verify_token(rooms.keys(), token).map_err(|e| e.to_string())?;
+    if let Some(room) = params.room.as_deref().filter(|r| *r != claims.room) {
+        return Err(crate::access::TokenError::WrongRoom {
+            token: claims.room,
+            wanted: room.to_owned(),
+        }
+        .to_string());
+    }
+    Ok(claims)
+}
+
+async fn refuse(socket: WebSocket, code: ErrorCode, close_code: u16, why: String) {
+    let msg = ServerMessage::error(code, why.clone()).to_json();
+    let (mut sink, stream) = socket.split();
+    if sink.send(Message::Text(msg.into())).await.is_ok() {
+        let frame = CloseFrame {
+            code: close_code,
+            reason: truncate(&why, 120).into(),
+        };
+        close(sink, stream, Some(frame)).await;
+    }
+}
+
+/// The closing handshake: sends the close frame and waits (briefly) for
+/// the client's, so the client reads the close code rather than a reset.
+async fn close(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut stream: SplitStream<WebSocket>,
+    frame: Option<CloseFrame>,
+) {
+    if sink.send(Message::Close(frame)).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(m)) = stream.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+async fn run(socket: WebSocket, rooms: Rooms, params: Params) {
+    let claims = match authorize(&rooms, &params) {
+        Ok(c) => c,
+        Err(why) => {
+            tracing::info!("room signaling refused: {why}");
+            return refuse(socket, ErrorCode::Unauthorized, CLOSE_UNAUTHORIZED, why).await;
+        }
+    };
+    let mut membership = match rooms.join(&claims) {
+        Ok(m) => m,
+        Err((code, why)) => return refuse(socket, code, 4400, why).await,
+    };
+    let left = serve(socket, &rooms, &mut membership).await;
+    rooms.disconnected(&membership, left);
+}
+
+/// Returns whether the participant left on purpose.
+async fn serve(socket: WebSocket, rooms: &Rooms, m: &mut Membership) -> bool {
+    let (mut sink, mut stream) = socket.split();
+    if sink
+        .send(Message::Text(m.joined.to_json().into()))
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    let mut last_heard = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            out = m.outbox.recv() => match out {
+                Some(Outgoing::Text(text)) => {
+                    if sink.send(Message::Text(text.as_ref().into())).await.is_err() {
+                        return false;
+                    }
+                }
+                Some(Outgoing::Close(code, reason)) => {
+                    close(sink, stream, Some(CloseFrame { code, reason: truncate(&reason, 120).into() })).await;
+                    return false;
+                }
+                // Dropped by the room: this client fell behind.
+                None => {
+                    close(sink, stream, Some(CloseFrame { code: 4408, reason: "too slow reading messages".into() })).await;
+                    return false;
+                }
+            },
+            msg = stream.next() => {
+                last_heard = tokio::time::Instant::now();
+                let text = match msg {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return false,
+                    Some(Ok(_)) => continue, // pings, pongs, binary
+                };
+                let envelope: ClientEnvelope = match serde_json::from_str(text.as_str()) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        let err = ServerMessage::error(ErrorCode::BadRequest, format!("not a signaling message: {e}"));
+                        if sink.send(Message::Text(err.to_json().into())).await.is_err() {
+                            return false;
+                        }
+                        continue;
+                    }
+                };
+                let leave = envelope.message == ClientMessage::Leave;
+                let answer = rooms.handle(m, envelope.id, envelope.message).await;
+                if let Some(a) = answer {
+                    if sink.send(Message::Text(a.to_json().into())).await.is_err() {
+                        return false;
+                    }
+                }
+                if leave {
+                    close(sink, stream, None).await;
+                    return true;
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > SILENT_LIMIT {
+                    tracing::info!(room = %m.room, identity = %m.identity, "signaling connection silent for {SILENT_LIMIT:?}");
+                    return false;
+                }
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}

@@ -1,0 +1,613 @@
+//! One room's state and its rules: who is in it, who publishes, link-mic
+//! requests and invitations. No I/O: a change is told to the participants
+//! by queueing messages on their connections, and the WebRTC sessions a
+//! change ends are returned for the caller to close.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use costream_hub::StreamKey;
+use costream_rtc::SessionId;
+use tokio::sync::mpsc;
+
+use super::protocol::{
+    ErrorCode, KickTo, LeftReason, LinkMicAction, ParticipantInfo, ServerMessage, TrackInfo,
+    TrackKind,
+};
+use crate::access::{Claims, Role};
+
+/// Messages waiting for a participant's WebSocket. Bounded: a client that
+/// does not read is disconnected rather than buffered without end.
+pub const OUTBOX: usize = 256;
+/// WebSocket close code for a participant removed from the room.
+pub const CLOSE_KICKED: u16 = 4403;
+/// WebSocket close code for a connection replaced by a newer one.
+pub const CLOSE_REPLACED: u16 = 4409;
+const MAX_NAME: usize = 128;
+const MAX_METADATA: usize = 4096;
+
+pub type Refusal = (ErrorCode, String);
+
+/// A WebRTC session to close: its hub stream and id.
+pub type SessionRef = (StreamKey, SessionId);
+
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    /// A JSON text frame, serialized once for every recipient.
+    Text(Arc<str>),
+    /// Close the WebSocket with this code and reason.
+    Close(u16, String),
+}
+
+#[derive(Debug)]
+pub struct Conn {
+    pub id: u64,
+    pub tx: mpsc::Sender<Outgoing>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publication {
+    None,
+    /// An offer is being answered; it counts against the publisher limit.
+    Pending,
+    Live(SessionId),
+}
+
+#[derive(Debug)]
+pub struct Participant {
+    pub info: ParticipantInfo,
+    /// `None` while disconnected (within the grace period).
+    pub conn: Option<Conn>,
+    pub disconnected_at: Option<Instant>,
+    pub publication: Publication,
+    /// Subscriptions by publisher identity.
+    pub subscriptions: HashMap<String, SessionId>,
+}
+
+#[derive(Debug)]
+pub struct Room {
+    pub name: String,
+    participants: BTreeMap<String, Participant>,
+    /// Audience members who asked to go on stage.
+    requests: BTreeSet<String>,
+    /// Invited audience members and who invited them.
+    invites: BTreeMap<String, String>,
+    pub created: Instant,
+    pub empty_since: Option<Instant>,
+}
+
+/// The hub stream a participant publishes: `room.ROOM/IDENTITY`.
+pub fn feed_key(room: &str, identity: &str) -> Result<StreamKey, String> {
+    StreamKey::new(&format!("room.{room}"), identity).map_err(|e| e.to_string())
+}
+
+impl Room {
+    pub fn new(name: &str, now: Instant) -> Room {
+        Room {
+            name: name.to_owned(),
+            participants: BTreeMap::new(),
+            requests: BTreeSet::new(),
+            invites: BTreeMap::new(),
+            created: now,
+            empty_since: Some(now),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.participants.is_empty()
+    }
+
+    pub fn participants(&self) -> impl Iterator<Item = &Participant> {
+        self.participants.values()
+    }
+
+    pub fn get(&self, identity: &str) -> Option<&Participant> {
+        self.participants.get(identity)
+    }
+
+    pub fn get_mut(&mut self, identity: &str) -> Option<&mut Participant> {
+        self.participants.get_mut(identity)
+    }
+
+    /// The participant on connection `conn`, if that connection is current.
+    pub fn member(&mut self, identity: &str, conn: u64) -> Option<&mut Participant> {
+        self.participants
+            .get_mut(identity)
+            .filter(|p| p.conn.as_ref().is_some_and(|c| c.id == conn))
+    }
+
+    pub fn is_member(&self, identity: &str, conn: u64) -> bool {
+        self.participants
+            .get(identity)
+            .is_some_and(|p| p.conn.as_ref().is_some_and(|c| c.id == conn))
+    }
+
+    pub fn publishers(&self) -> usize {
+        self.participants
+            .values()
+            .filter(|p| p.publication != Publication::None)
+            .count()
+    }
+
+    /// Queues `msg` for every connected participant. One that cannot take
+    /// it (its outbox is full) loses its connection and enters the grace
+    /// period.
+    pub fn broadcast(&mut self, msg: &ServerMessage, now: Instant) {
+        let text: Arc<str> = msg.to_json().into();
+        let mut slow = Vec::new();
+        for p in self.participants.values_mut() {
+            if let Some(c) = &p.conn {
+                if c.tx.try_send(Outgoing::Text(text.clone())).is_err() {
+                    slow.push(p.info.identity.clone());
+                }
+            }
+        }
+        for identity in slow {
+            tracing::info!(room = %self.name, %identity, "participant does not read its messages: disconnected");
+            self.disconnect(&identity, None, now);
+        }
+    }
+
+    /// Adds the token's participant, or gives a returning one its new
+    /// connection (the state kept since it dropped, or replacing a live
+    /// connection). Returns the `joined` message for it.
+    pub fn join(
+        &mut self,
+        claims: &Claims,
+        conn: Conn,
+        now: Instant,
+        max_participants: usize,
+        grace: Duration,
+    ) -> Result<ServerMessage, Refusal> {
+        let identity = claims.sub.clone();
+        let resumed = match self.participants.get_mut(&identity) {
+            Some(p) => {
+                if let Some(old) = p.conn.replace(conn) {
+                    let _ = old.tx.try_send(Outgoing::Close(
+                        CLOSE_REPLACED,
+                        "another connection joined as this participant".into(),
+                    ));
+                }
+                p.disconnected_at = None;
+                p.info.connected = true;
+                let info = p.info.clone();
+                self.broadcast(
+                    &ServerMessage::ParticipantUpdated { participant: info },
+                    now,
+                );
+                true
+            }
+            None => {
+                if self.participants.len() >= max_participants {
+                    return Err((
+                        ErrorCode::RoomFull,
+                        format!(
+                            "room {} already has {max_participants} participants (rooms.max_participants)",
+                            self.name
+                        ),
+                    ));
+                }
+                let info = ParticipantInfo {
+                    identity: identity.clone(),
+                    name: claims.name.clone().unwrap_or_else(|| identity.clone()),
+                    role: claims.role,
+                    grants: claims.grants,
+                    metadata: String::new(),
+                    tracks: Vec::new(),
+                    connected: true,
+                };
+                self.broadcast(
+                    &ServerMessage::ParticipantJoined {
+                        participant: info.clone(),
+                    },
+                    now,
+                );
+                self.participants.insert(
+                    identity.clone(),
+                    Participant {
+                        info,
+                        conn: Some(conn),
+                        disconnected_at: None,
+                        publication: Publication::None,
+                        subscriptions: HashMap::new(),
+                    },
+                );
+                false
+            }
+        };
+        self.empty_since = None;
+        Ok(self.joined(&identity, resumed, grace))
+    }
+
+    fn joined(&self, identity: &str, resumed: bool, grace: Duration) -> ServerMessage {
+        let you = self
+            .participants
+            .get(identity)
+            .map(|p| p.info.clone())
+            .unwrap_or_else(|| unreachable_participant(identity));
+        ServerMessage::Joined {
+            room: self.name.clone(),
+            resumed,
+            reconnect_grace_ms: grace.as_millis() as u64,
+            you,
+            participants: self
+                .participants
+                .values()
+                .filter(|p| p.info.identity != identity)
+                .map(|p| p.info.clone())
+                .collect(),
+            requests: self.requests.iter().cloned().collect(),
+            invites: self.invites.keys().cloned().collect(),
+        }
+    }
+
+    /// The participant's connection is gone (`conn` is the one that ended,
+    /// or `None` for whichever it has): it stays for the grace period.
+    pub fn disconnect(&mut self, identity: &str, conn: Option<u64>, now: Instant) -> bool {
+        let Some(p) = self.participants.get_mut(identity) else {
+            return false;
+        };
+        if conn.is_some() && p.conn.as_ref().map(|c| c.id) != conn {
+            return false;
+        }
+        p.conn = None;
+        p.disconnected_at = Some(now);
+        p.info.connected = false;
+        let info = p.info.clone();
+        self.broadcast(
+            &ServerMessage::ParticipantUpdated { participant: info },
+            now,
+        );
+        true
+    }
+
+    /// Removes a participant; returns its sessions to close.
+    pub fn remove(&mut self, identity: &str, reason: LeftReason, now: Instant) -> Vec<SessionRef> {
+        let Some(p) = self.participants.remove(identity) else {
+            return Vec::new();
+        };
+        self.requests.remove(identity);
+        self.invites.remove(identity);
+        let mut close = self.subscription_refs(&p);
+        if let Publication::Live(id) = p.publication {
+            if let Ok(key) = feed_key(&self.name, identity) {
+                close.push((key, id));
+            }
+            self.broadcast(
+                &ServerMessage::TrackUnpublished {
+                    identity: identity.to_owned(),
+                },
+                now,
+            );
+        }
+        if let (Some(c), LeftReason::Kicked | LeftReason::Removed | LeftReason::RoomClosed) =
+            (&p.conn, reason)
+        {
+            let _ =
+                c.tx.try_send(Outgoing::Close(CLOSE_KICKED, format!("{reason:?}")));
+        }
+        self.broadcast(
+            &ServerMessage::ParticipantLeft {
+                identity: identity.to_owned(),
+                reason,
+            },
+            now,
+        );
+        if self.participants.is_empty() {
+            self.empty_since = Some(now);
+        }
+        tracing::info!(room = %self.name, %identity, ?reason, "participant left");
+        close
+    }
+
+    fn subscription_refs(&self, p: &Participant) -> Vec<SessionRef> {
+        p.subscriptions
+            .iter()
+            .filter_map(|(publisher, id)| Some((feed_key(&self.name, publisher).ok()?, *id)))
+            .collect()
+    }
+
+    /// Everybody whose grace period is over.
+    pub fn expire(&mut self, now: Instant, grace: Duration) -> Vec<SessionRef> {
+        let gone: Vec<String> = self
+            .participants
+            .values()
+            .filter(|p| p.disconnected_at.is_some_and(|t| now >= t + grace))
+            .map(|p| p.info.identity.clone())
+            .collect();
+        gone.iter()
+            .flat_map(|i| self.remove(i, LeftReason::Dropped, now))
+            .collect()
+    }
+
+    /// Ends `identity`'s publication (when it is `session`, or any); returns
+    /// the session to close.
+    pub fn unpublish(
+        &mut self,
+        identity: &str,
+        session: Option<SessionId>,
+        now: Instant,
+    ) -> Option<SessionRef> {
+        let p = self.participants.get_mut(identity)?;
+        let Publication::Live(id) = p.publication else {
+            return None;
+        };
+        if session.is_some_and(|s| s != id) {
+            return None;
+        }
+        p.publication = Publication::None;
+        p.info.tracks.clear();
+        self.broadcast(
+            &ServerMessage::TrackUnpublished {
+                identity: identity.to_owned(),
+            },
+            now,
+        );
+        Some((feed_key(&self.name, identity).ok()?, id))
+    }
+
+    /// The publication is up: its tracks are announced.
+    pub fn published(
+        &mut self,
+        identity: &str,
+        session: SessionId,
+        tracks: Vec<TrackInfo>,
+        now: Instant,
+    ) -> bool {
+        let Some(p) = self.participants.get_mut(identity) else {
+            return false;
+        };
+        if p.publication != Publication::Pending {
+            return false;
+        }
+        p.publication = Publication::Live(session);
+        p.info.tracks = tracks.clone();
+        self.broadcast(
+            &ServerMessage::TrackPublished {
+                identity: identity.to_owned(),
+                tracks,
+            },
+            now,
+        );
+        true
+    }
+
+    pub fn mute(&mut self, identity: &str, kind: TrackKind, muted: bool, now: Instant) {
+        let Some(p) = self.participants.get_mut(identity) else {
+            return;
+        };
+        for t in p.info.tracks.iter_mut().filter(|t| t.kind == kind) {
+            t.muted = muted;
+        }
+        self.broadcast(
+            &ServerMessage::TrackMuted {
+                identity: identity.to_owned(),
+                kind,
+                muted,
+            },
+            now,
+        );
+    }
+
+    pub fn update(
+        &mut self,
+        identity: &str,
+        name: Option<String>,
+        metadata: Option<String>,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        if name.as_ref().is_some_and(|n| n.len() > MAX_NAME)
+            || metadata.as_ref().is_some_and(|m| m.len() > MAX_METADATA)
+        {
+            return Err((
+                ErrorCode::BadRequest,
+                format!("name is limited to {MAX_NAME} bytes and metadata to {MAX_METADATA}"),
+            ));
+        }
+        let Some(p) = self.participants.get_mut(identity) else {
+            return Ok(());
+        };
+        if let Some(n) = name {
+            p.info.name = n;
+        }
+        if let Some(m) = metadata {
+            p.info.metadata = m;
+        }
+        let info = p.info.clone();
+        self.broadcast(
+            &ServerMessage::ParticipantUpdated { participant: info },
+            now,
+        );
+        Ok(())
+    }
+
+    fn event(&mut self, action: LinkMicAction, identity: &str, by: &str, now: Instant) {
+        tracing::info!(room = %self.name, %identity, %by, ?action, "link-mic");
+        self.broadcast(
+            &ServerMessage::LinkMic {
+                action,
+                identity: identity.to_owned(),
+                by: by.to_owned(),
+            },
+            now,
+        );
+    }
+
+    fn require_admin(&self, actor: &str) -> Result<(), Refusal> {
+        match self.participants.get(actor) {
+            Some(p) if p.info.grants.admin => Ok(()),
+            _ => Err((
+                ErrorCode::NotGranted,
+                "only a participant with the admin grant (the host) may do this".into(),
+            )),
+        }
+    }
+
+    fn audience_member(&self, identity: &str) -> Result<(), Refusal> {
+        match self.participants.get(identity) {
+            Some(p) if p.info.role == Role::Audience => Ok(()),
+            Some(_) => Err((
+                ErrorCode::BadRequest,
+                format!("{identity} is already on stage"),
+            )),
+            None => Err((
+                ErrorCode::UnknownParticipant,
+                format!("{identity} is not in room {}", self.name),
+            )),
+        }
+    }
+
+    /// An audience member asks to go on stage.
+    pub fn request(&mut self, actor: &str, now: Instant) -> Result<(), Refusal> {
+        self.audience_member(actor).map_err(|_| {
+            (
+                ErrorCode::NotGranted,
+                "only an audience member may request to go on stage".to_string(),
+            )
+        })?;
+        self.requests.insert(actor.to_owned());
+        self.event(LinkMicAction::Requested, actor, actor, now);
+        Ok(())
+    }
+
+    /// The host invites an audience member on stage.
+    pub fn invite(&mut self, actor: &str, target: &str, now: Instant) -> Result<(), Refusal> {
+        self.require_admin(actor)?;
+        self.audience_member(target)?;
+        self.invites.insert(target.to_owned(), actor.to_owned());
+        self.event(LinkMicAction::Invited, target, actor, now);
+        Ok(())
+    }
+
+    /// Which audience member an `accept`/`reject` from `actor` naming
+    /// `other` is about: the requester (the host answering a request) or
+    /// the actor itself (answering an invitation from `other`).
+    fn answered(&mut self, actor: &str, other: &str) -> Result<String, Refusal> {
+        if self.invites.get(actor).is_some_and(|by| by == other) {
+            self.invites.remove(actor);
+            return Ok(actor.to_owned());
+        }
+        if self.requests.contains(other) {
+            self.require_admin(actor)?;
+            self.requests.remove(other);
+            return Ok(other.to_owned());
+        }
+        Err((
+            ErrorCode::UnknownParticipant,
+            format!("there is no request from {other} and no invitation from {other} to {actor}"),
+        ))
+    }
+
+    pub fn accept(&mut self, actor: &str, other: &str, now: Instant) -> Result<(), Refusal> {
+        let target = self.answered(actor, other)?;
+        self.event(LinkMicAction::Accepted, &target, actor, now);
+        self.set_role(&target, Role::Guest, now);
+        Ok(())
+    }
+
+    pub fn reject(&mut self, actor: &str, other: &str, now: Instant) -> Result<(), Refusal> {
+        let target = self.answered(actor, other)?;
+        self.event(LinkMicAction::Rejected, &target, actor, now);
+        Ok(())
+    }
+
+    /// Changes a participant's role; the grants follow it (admin is kept).
+    pub fn set_role(&mut self, identity: &str, role: Role, now: Instant) -> Option<SessionRef> {
+        let p = self.participants.get_mut(identity)?;
+        p.info.role = role;
+        p.info.grants.publish = role != Role::Audience;
+        let info = p.info.clone();
+        let ended = if role == Role::Audience {
+            self.unpublish(identity, None, now)
+        } else {
+            None
+        };
+        self.broadcast(
+            &ServerMessage::ParticipantUpdated { participant: info },
+            now,
+        );
+        ended
+    }
+
+    /// The host sends a participant back to the audience or out of the room.
+    pub fn kick(
+        &mut self,
+        actor: &str,
+        target: &str,
+        to: KickTo,
+        now: Instant,
+    ) -> Result<Vec<SessionRef>, Refusal> {
+        self.require_admin(actor)?;
+        if !self.participants.contains_key(target) {
+            return Err((
+                ErrorCode::UnknownParticipant,
+                format!("{target} is not in room {}", self.name),
+            ));
+        }
+        if actor == target {
+            return Err((ErrorCode::BadRequest, "one cannot kick oneself".into()));
+        }
+        self.event(LinkMicAction::Kicked, target, actor, now);
+        Ok(match to {
+            KickTo::Audience => self
+                .set_role(target, Role::Audience, now)
+                .into_iter()
+                .collect(),
+            KickTo::Out => self.remove(target, LeftReason::Kicked, now),
+        })
+    }
+}
+
+/// `joined` is only built for a participant just inserted; this keeps the
+/// code free of a panic path should that ever change.
+fn unreachable_participant(identity: &str) -> ParticipantInfo {
+    ParticipantInfo {
+        identity: identity.to_owned(),
+        name: identity.to_owned(),
+        role: Role::Audience,
+        grants: Role::Audience.default_grants(),
+        metadata: String::new(),
+        tracks: Vec::new(),
+        connected: true,
+    }
+}
+
+/// The tracks an SDP offer sends: one per kind of `m=` section that is
+/// `sendonly` or `sendrecv` (the default).
+pub fn offered_tracks(sdp: &str) -> Vec<TrackInfo> {
+    let mut kinds: Vec<TrackKind> = Vec::new();
+    let mut current: Option<TrackKind> = None;
+    let mut sending = true;
+    let finish = |kind: Option<TrackKind>, sending: bool, kinds: &mut Vec<TrackKind>| {
+        if let Some(k) = kind.filter(|k| sending && !kinds.contains(k)) {
+            kinds.push(k);
+        }
+    };
+    for line in sdp.lines().map(str::trim) {
+        if let Some(m) = line.strip_prefix("m=") {
+            finish(current, sending, &mut kinds);
+            let mut parts = m.split(' ');
+            let kind = parts.next();
+            let port = parts.next();
+            current = match kind {
+                Some("audio") => Some(TrackKind::Audio),
+                Some("video") => Some(TrackKind::Video),
+                _ => None,
+            };
+            // A rejected section (port 0) carries nothing.
+            if port == Some("0") {
+                current = None;
+            }
+            sending = true;
+        } else if matches!(line, "a=recvonly" | "a=inactive") {
+            sending = false;
+        }
+    }
+    finish(current, sending, &mut kinds);
+    kinds.sort_by_key(|k| *k == TrackKind::Video);
+    kinds
+        .into_iter()
+        .map(|kind| TrackInfo { kind, muted: false })
+        .collect()
+}

@@ -1,0 +1,534 @@
+//! Link-mic rooms over the signaling WebSocket, with native clients
+//! (`costream::room::client`) and str0m peers for the WebRTC offers.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use costream::access::{mint, sign, ApiKey, Claims, Role};
+use costream::bench::rtc_client::{RtcClientFactory, RtcPeer};
+use costream::room::client::{JoinError, RoomClient};
+use costream::room::protocol::{
+    ClientMessage, ErrorCode, KickTo, LeftReason, LinkMicAction, ServerMessage,
+};
+use costream::server::Server;
+use str0m::media::Direction;
+
+const SECRET: &str = "rooms-test-secret-0123456789";
+const WAIT: Duration = Duration::from_secs(5);
+
+fn key() -> ApiKey {
+    ApiKey {
+        key: "test".into(),
+        secret: SECRET.into(),
+    }
+}
+
+async fn server(tweak: impl FnOnce(&mut costream::config::Config)) -> Server {
+    start_server(|c| {
+        c.auth.api_keys = vec![key()];
+        tweak(c);
+    })
+    .await
+}
+
+fn token(room: &str, identity: &str, role: Role) -> String {
+    mint(&key(), room, identity, role, None, Duration::from_secs(600)).unwrap()
+}
+
+fn ws_url(server: &Server, token: &str) -> String {
+    format!("ws://{}/rtc?access_token={token}", server.http_addr)
+}
+
+async fn join(server: &Server, room: &str, identity: &str, role: Role) -> RoomClient {
+    let (client, joined) = RoomClient::join(&ws_url(server, &token(room, identity, role)))
+        .await
+        .unwrap_or_else(|e| panic!("{identity} joins: {e}"));
+    assert!(matches!(joined, ServerMessage::Joined { .. }));
+    client
+}
+
+/// A str0m offer sending (publish) or receiving (subscribe) audio and video.
+fn offer(direction: Direction) -> (RtcPeer, String) {
+    let factory = RtcClientFactory::default();
+    let mut peer = RtcPeer::new(&factory, "127.0.0.1".parse().unwrap(), direction).unwrap();
+    let sdp = peer.take_offer().unwrap();
+    (peer, sdp)
+}
+
+/// Runs a peer (ICE, DTLS, keep-alives) until dropped.
+struct LivePeer(tokio::task::JoinHandle<()>);
+
+impl Drop for LivePeer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn run_peer(mut peer: RtcPeer) -> LivePeer {
+    LivePeer(tokio::spawn(async move {
+        while peer.is_alive() {
+            let wake = Instant::now() + Duration::from_millis(50);
+            if peer.step(wake, &mut |_| {}).await.is_err() {
+                return;
+            }
+        }
+    }))
+}
+
+/// Publishes from a peer that keeps running.
+async fn publish_live(client: &mut RoomClient) -> (ServerMessage, LivePeer) {
+    let (mut peer, sdp) = offer(Direction::SendOnly);
+    let answer = client
+        .request(ClientMessage::Publish { sdp })
+        .await
+        .unwrap();
+    if let ServerMessage::PublishAnswer { sdp, .. } = &answer {
+        peer.accept_answer(sdp).unwrap();
+    }
+    (answer, run_peer(peer))
+}
+
+async fn publish(client: &mut RoomClient) -> ServerMessage {
+    let (_peer, sdp) = offer(Direction::SendOnly);
+    client
+        .request(ClientMessage::Publish { sdp })
+        .await
+        .unwrap()
+}
+
+fn error_code(m: &ServerMessage) -> Option<ErrorCode> {
+    match m {
+        ServerMessage::Error { code, .. } => Some(*code),
+        _ => None,
+    }
+}
+
+fn is_link_mic(m: &ServerMessage, want: LinkMicAction, who: &str) -> bool {
+    matches!(m, ServerMessage::LinkMic { action, identity, .. } if *action == want && identity == who)
+}
+
+fn role_update(m: &ServerMessage, who: &str, want: Role) -> bool {
+    matches!(m, ServerMessage::ParticipantUpdated { participant } if participant.identity == who && participant.role == want)
+}
+
+#[tokio::test]
+async fn token_errors_each_give_their_reason() {
+    let server = server(|_| {}).await;
+    let refused = |r: Result<(RoomClient, ServerMessage), JoinError>| match r {
+        Err(JoinError::Refused { code, message }) => (code, message),
+        Err(e) => panic!("not refused by the server: {e}"),
+        Ok((_, joined)) => panic!("joined: {joined:?}"),
+    };
+
+    let forged = mint(
+        &ApiKey {
+            key: "test".into(),
+            secret: "another-secret-another-secret".into(),
+        },
+        "r1",
+        "eve",
+        Role::Host,
+        None,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let (code, why) = refused(RoomClient::join(&ws_url(&server, &forged)).await);
+    assert_eq!(code, ErrorCode::Unauthorized);
+    assert!(why.contains("signature"), "{why}");
+
+    let mut claims: Claims =
+        costream::access::verify_token(&[key()], &token("r1", "old", Role::Host)).unwrap();
+    claims.exp = costream::access::now_secs() - 3600;
+    let expired = sign(&key(), &claims).unwrap();
+    let (code, why) = refused(RoomClient::join(&ws_url(&server, &expired)).await);
+    assert_eq!(code, ErrorCode::Unauthorized);
+    assert!(why.contains("expired"), "{why}");
+
+    let url = format!(
+        "{}&room=r2",
+        ws_url(&server, &token("r1", "bob", Role::Host))
+    );
+    let (code, why) = refused(RoomClient::join(&url).await);
+    assert_eq!(code, ErrorCode::Unauthorized);
+    assert!(why.contains("room \"r1\", not \"r2\""), "{why}");
+
+    let (code, why) = refused(RoomClient::join(&ws_url(&server, "")).await);
+    assert_eq!(code, ErrorCode::Unauthorized);
+    assert!(why.contains("access_token"), "{why}");
+
+    // Valid, but without the publish grant.
+    let mut viewer = join(&server, "r1", "carol", Role::Audience).await;
+    let answer = publish(&mut viewer).await;
+    assert_eq!(
+        error_code(&answer),
+        Some(ErrorCode::NotGranted),
+        "{answer:?}"
+    );
+    let ServerMessage::Error {
+        message, request, ..
+    } = answer
+    else {
+        unreachable!()
+    };
+    assert!(message.contains("accepted on stage"), "{message}");
+    assert_eq!(request.as_deref(), Some("publish"));
+
+    // Malformed messages are answered and the connection stays.
+    let answer = viewer
+        .request(ClientMessage::Invite {
+            identity: "carol".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(&answer),
+        Some(ErrorCode::NotGranted),
+        "{answer:?}"
+    );
+    let pong = viewer.request(ClientMessage::Ping).await.unwrap();
+    assert!(matches!(pong, ServerMessage::Pong { .. }), "{pong:?}");
+}
+
+#[tokio::test]
+async fn invite_accept_request_reject_and_kick() {
+    let server = server(|_| {}).await;
+    let mut alice = join(&server, "show", "alice", Role::Host).await;
+    let mut carol = join(&server, "show", "carol", Role::Audience).await;
+    let mut dave = join(&server, "show", "dave", Role::Audience).await;
+    for c in [&mut alice, &mut carol] {
+        c.wait_for(WAIT, |m| matches!(m, ServerMessage::ParticipantJoined { participant } if participant.identity == "dave"))
+            .await
+            .unwrap();
+    }
+
+    // The audience cannot publish before being accepted.
+    assert_eq!(
+        error_code(&publish(&mut carol).await),
+        Some(ErrorCode::NotGranted)
+    );
+
+    // Invite → accept: every participant sees both steps and the new role.
+    alice
+        .send(ClientMessage::Invite {
+            identity: "carol".into(),
+        })
+        .await
+        .unwrap();
+    for c in [&mut alice, &mut carol, &mut dave] {
+        c.wait_for(WAIT, |m| is_link_mic(m, LinkMicAction::Invited, "carol"))
+            .await
+            .unwrap();
+    }
+    // Only the invited may accept an invitation.
+    let answer = dave
+        .request(ClientMessage::Accept {
+            identity: "alice".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(&answer),
+        Some(ErrorCode::UnknownParticipant),
+        "{answer:?}"
+    );
+    carol
+        .send(ClientMessage::Accept {
+            identity: "alice".into(),
+        })
+        .await
+        .unwrap();
+    for c in [&mut alice, &mut carol, &mut dave] {
+        let m = c
+            .wait_for(WAIT, |m| is_link_mic(m, LinkMicAction::Accepted, "carol"))
+            .await
+            .unwrap();
+        assert!(
+            matches!(&m, ServerMessage::LinkMic { by, .. } if by == "carol"),
+            "{m:?}"
+        );
+        let m = c
+            .wait_for(WAIT, |m| role_update(m, "carol", Role::Guest))
+            .await
+            .unwrap();
+        let ServerMessage::ParticipantUpdated { participant } = m else {
+            unreachable!()
+        };
+        assert!(participant.grants.publish);
+    }
+    // Now carol publishes, and everybody sees her tracks.
+    let answer = publish(&mut carol).await;
+    assert!(
+        matches!(answer, ServerMessage::PublishAnswer { .. }),
+        "{answer:?}"
+    );
+    for c in [&mut alice, &mut dave] {
+        let m = c
+            .wait_for(WAIT, |m| matches!(m, ServerMessage::TrackPublished { identity, .. } if identity == "carol"))
+            .await
+            .unwrap();
+        let ServerMessage::TrackPublished { tracks, .. } = m else {
+            unreachable!()
+        };
+        assert_eq!(tracks.len(), 2, "audio and video: {tracks:?}");
+    }
+
+    // Request → reject.
+    dave.send(ClientMessage::Request).await.unwrap();
+    alice
+        .wait_for(WAIT, |m| is_link_mic(m, LinkMicAction::Requested, "dave"))
+        .await
+        .unwrap();
+    alice
+        .send(ClientMessage::Reject {
+            identity: "dave".into(),
+        })
+        .await
+        .unwrap();
+    for c in [&mut alice, &mut carol, &mut dave] {
+        c.wait_for(WAIT, |m| is_link_mic(m, LinkMicAction::Rejected, "dave"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        error_code(&publish(&mut dave).await),
+        Some(ErrorCode::NotGranted)
+    );
+    // A request can only be answered by the host.
+    dave.send(ClientMessage::Request).await.unwrap();
+    alice
+        .wait_for(WAIT, |m| is_link_mic(m, LinkMicAction::Requested, "dave"))
+        .await
+        .unwrap();
+    let answer = carol
+        .request(ClientMessage::Accept {
+            identity: "dave".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(&answer),
+        Some(ErrorCode::NotGranted),
+        "{answer:?}"
+    );
+
+    // Kick carol back to the audience: her publication ends.
+    alice
+        .send(ClientMessage::Kick {
+            identity: "carol".into(),
+            to: KickTo::Audience,
+        })
+        .await
+        .unwrap();
+    for c in [&mut alice, &mut dave] {
+        c.wait_for(WAIT, |m| is_link_mic(m, LinkMicAction::Kicked, "carol"))
+            .await
+            .unwrap();
+        c.wait_for(
+            WAIT,
+            |m| matches!(m, ServerMessage::TrackUnpublished { identity } if identity == "carol"),
+        )
+        .await
+        .unwrap();
+        c.wait_for(WAIT, |m| role_update(m, "carol", Role::Audience))
+            .await
+            .unwrap();
+    }
+    carol
+        .wait_for(WAIT, |m| role_update(m, "carol", Role::Audience))
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(&publish(&mut carol).await),
+        Some(ErrorCode::NotGranted)
+    );
+
+    // Kick dave out of the room: his socket is closed, the others see him leave.
+    alice
+        .send(ClientMessage::Kick {
+            identity: "dave".into(),
+            to: KickTo::Out,
+        })
+        .await
+        .unwrap();
+    assert_eq!(dave.wait_closed(WAIT).await, Some(4403));
+    for c in [&mut alice, &mut carol] {
+        c.wait_for(WAIT, |m| matches!(m, ServerMessage::ParticipantLeft { identity, reason } if identity == "dave" && *reason == LeftReason::Kicked))
+            .await
+            .unwrap();
+    }
+    carol.leave().await.unwrap();
+    alice
+        .wait_for(WAIT, |m| matches!(m, ServerMessage::ParticipantLeft { identity, reason } if identity == "carol" && *reason == LeftReason::Left))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_ninth_publisher_is_refused() {
+    let server = server(|_| {}).await;
+    let mut clients = Vec::new();
+    for i in 0..9 {
+        let mut c = join(&server, "big", &format!("p{i}"), Role::Guest).await;
+        let answer = publish(&mut c).await;
+        clients.push((c, answer));
+    }
+    for (i, (_, answer)) in clients.iter().enumerate().take(8) {
+        assert!(
+            matches!(answer, ServerMessage::PublishAnswer { .. }),
+            "publisher {i}: {answer:?}"
+        );
+    }
+    let ServerMessage::Error { code, message, .. } = &clients[8].1 else {
+        panic!("9th publisher: {:?}", clients[8].1)
+    };
+    assert_eq!(*code, ErrorCode::RoomFull);
+    assert!(message.contains("8 publishers"), "{message}");
+    // One leaves: the ninth may publish now.
+    let (first, _) = clients.remove(0);
+    first.leave().await.unwrap();
+    let ninth = &mut clients.last_mut().unwrap().0;
+    ninth
+        .wait_for(
+            WAIT,
+            |m| matches!(m, ServerMessage::ParticipantLeft { identity, .. } if identity == "p0"),
+        )
+        .await
+        .unwrap();
+    let answer = publish(ninth).await;
+    assert!(
+        matches!(answer, ServerMessage::PublishAnswer { .. }),
+        "{answer:?}"
+    );
+}
+
+/// With the default 10 s grace: a participant whose connection drops is
+/// announced as left within 20 s; one that comes back within the grace
+/// period is resumed with its tracks and never announced as left.
+#[tokio::test]
+async fn dropped_participants_leave_and_returning_ones_resume() {
+    let server = server(|_| {}).await;
+    let mut alice = join(&server, "r", "alice", Role::Host).await;
+    let mut bob = join(&server, "r", "bob", Role::Guest).await;
+    let mut carol = join(&server, "r", "carol", Role::Guest).await;
+    let mut peers = Vec::new();
+    for c in [&mut bob, &mut carol] {
+        let (answer, peer) = publish_live(c).await;
+        assert!(matches!(answer, ServerMessage::PublishAnswer { .. }));
+        peers.push(peer);
+    }
+    alice
+        .wait_for(
+            WAIT,
+            |m| matches!(m, ServerMessage::TrackPublished { identity, .. } if identity == "carol"),
+        )
+        .await
+        .unwrap();
+
+    let dropped_at = Instant::now();
+    bob.drop_connection();
+    carol.drop_connection();
+    alice
+        .wait_for(WAIT, |m| matches!(m, ServerMessage::ParticipantUpdated { participant } if participant.identity == "carol" && !participant.connected))
+        .await
+        .unwrap();
+
+    // carol comes back (say, after a network switch).
+    let (mut carol, joined) = RoomClient::join(&ws_url(&server, &token("r", "carol", Role::Guest)))
+        .await
+        .unwrap();
+    let ServerMessage::Joined {
+        resumed,
+        you,
+        participants,
+        ..
+    } = joined
+    else {
+        unreachable!()
+    };
+    assert!(resumed);
+    assert_eq!(you.tracks.len(), 2, "carol's tracks are kept: {you:?}");
+    assert!(participants
+        .iter()
+        .any(|p| p.identity == "bob" && !p.connected));
+
+    let left = alice
+        .wait_for(
+            Duration::from_secs(20),
+            |m| matches!(m, ServerMessage::ParticipantLeft { identity, .. } if identity == "bob"),
+        )
+        .await
+        .unwrap();
+    let after = dropped_at.elapsed();
+    assert!(
+        matches!(
+            left,
+            ServerMessage::ParticipantLeft {
+                reason: LeftReason::Dropped,
+                ..
+            }
+        ),
+        "{left:?}"
+    );
+    assert!(after < Duration::from_secs(20), "announced after {after:?}");
+    assert!(
+        after >= Duration::from_secs(9),
+        "before the grace period: {after:?}"
+    );
+    eprintln!("dropped participant announced as left after {after:?}");
+    // bob's publication ended with him; carol's did not.
+    alice
+        .wait_for(
+            WAIT,
+            |m| matches!(m, ServerMessage::TrackUnpublished { identity } if identity == "bob"),
+        )
+        .await
+        .unwrap();
+    assert!(!alice.log.iter().any(
+        |m| matches!(m, ServerMessage::ParticipantLeft { identity, .. } if identity == "carol")
+    ));
+    assert!(alice
+        .log
+        .iter()
+        .any(|m| matches!(m, ServerMessage::TrackUnpublished { identity } if identity == "bob")));
+    assert!(!alice
+        .log
+        .iter()
+        .any(|m| matches!(m, ServerMessage::TrackUnpublished { identity } if identity == "carol")));
+    // carol's publication is still live: alice can subscribe to it.
+    let (_peer, sdp) = offer(Direction::RecvOnly);
+    let answer = alice
+        .request(ClientMessage::Subscribe {
+            identity: "carol".into(),
+            sdp,
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(answer, ServerMessage::SubscribeAnswer { .. }),
+        "{answer:?}"
+    );
+    let (_peer, sdp) = offer(Direction::RecvOnly);
+    let answer = alice
+        .request(ClientMessage::Subscribe {
+            identity: "bob".into(),
+            sdp,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(&answer),
+        Some(ErrorCode::UnknownParticipant),
+        "{answer:?}"
+    );
+    // A second connection as carol replaces the first.
+    let (_carol2, joined) = RoomClient::join(&ws_url(&server, &token("r", "carol", Role::Guest)))
+        .await
+        .unwrap();
+    assert!(matches!(
+        joined,
+        ServerMessage::Joined { resumed: true, .. }
+    ));
+    assert_eq!(carol.wait_closed(WAIT).await, Some(4409), "{:?}", carol.log);
+}
