@@ -35,15 +35,16 @@ pub(crate) fn with_codecs(config: RtcConfig, direction: Direction) -> RtcConfig 
     let codecs = accepted_codecs(direction);
     let mut config = config
         .clear_codecs()
-        .enable_opus(codecs.contains(&Codec::Opus), false)
-        .enable_vp8(codecs.contains(&Codec::Vp8));
+        .enable_opus(codecs.contains(&Codec::Opus), false);
+    // H.264 before VP8: str0m answers with its first match, and H.264 is
+    // what RTMP, HTTP-FLV, HLS and the mixer can carry.
     if codecs.contains(&Codec::H264) {
         let cc = config.codec_config();
         for (pt, rtx, profile) in H264_PARAMS {
             cc.add_h264(pt.into(), Some(rtx.into()), true, profile);
         }
     }
-    config
+    config.enable_vp8(codecs.contains(&Codec::Vp8))
 }
 
 /// The media of a session after negotiation.

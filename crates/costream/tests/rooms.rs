@@ -532,3 +532,159 @@ async fn dropped_participants_leave_and_returning_ones_resume() {
     ));
     assert_eq!(carol.wait_closed(WAIT).await, Some(4409), "{:?}", carol.log);
 }
+
+/// An admin API call with `Authorization: Bearer token`: (status, JSON body).
+async fn admin(
+    server: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(server.http_addr)
+        .await
+        .unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let head = format!(
+        "{method} {path} HTTP/1.0\r\nHost: test\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn admin_api_creates_lists_updates_mutes_and_removes() {
+    let server = server(|_| {}).await;
+    let ops = token("*", "ops", Role::Host);
+
+    // Refusals say why.
+    let (status, body) = admin(&server, "GET", "/api/v1/rooms", None, "").await;
+    assert_eq!(status, 401, "{body}");
+    let viewer = token("show", "v", Role::Audience);
+    let (status, body) = admin(&server, "GET", "/api/v1/rooms/show", Some(&viewer), "").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.to_string().contains("admin"), "{body}");
+    let other = token("other", "o", Role::Host);
+    let (status, body) = admin(&server, "GET", "/api/v1/rooms/show", Some(&other), "").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.to_string().contains("not \\\"show\\\""), "{body}");
+
+    let (status, _) = admin(
+        &server,
+        "POST",
+        "/api/v1/rooms",
+        Some(&ops),
+        r#"{"room":"show"}"#,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, _) = admin(
+        &server,
+        "POST",
+        "/api/v1/rooms",
+        Some(&ops),
+        r#"{"room":"show"}"#,
+    )
+    .await;
+    assert_eq!(status, 409);
+    let (_, list) = admin(&server, "GET", "/api/v1/rooms", Some(&ops), "").await;
+    assert_eq!(list["rooms"][0]["room"], "show", "{list}");
+
+    let mut alice = join(&server, "show", "alice", Role::Host).await;
+    let mut bob = join(&server, "show", "bob", Role::Audience).await;
+    // The room's own host token administers it too.
+    let host = token("show", "alice", Role::Host);
+    let (status, room) = admin(&server, "GET", "/api/v1/rooms/show", Some(&host), "").await;
+    assert_eq!(status, 200, "{room}");
+    assert_eq!(room["participants"], 2, "{room}");
+
+    // Role change: bob may publish now.
+    let (status, p) = admin(
+        &server,
+        "PATCH",
+        "/api/v1/rooms/show/participants/bob",
+        Some(&ops),
+        r#"{"role":"guest","name":"Bob B."}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(
+        (p["role"].as_str(), p["grants"]["publish"].as_bool()),
+        (Some("guest"), Some(true))
+    );
+    bob.wait_for(WAIT, |m| role_update(m, "bob", Role::Guest))
+        .await
+        .unwrap();
+    let (answer, _peer) = publish_live(&mut bob).await;
+    assert!(
+        matches!(answer, ServerMessage::PublishAnswer { .. }),
+        "{answer:?}"
+    );
+
+    // Server-side mute: everybody is told.
+    let (status, body) = admin(
+        &server,
+        "POST",
+        "/api/v1/rooms/show/participants/bob/mute",
+        Some(&ops),
+        r#"{"kind":"video"}"#,
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    alice
+        .wait_for(WAIT, |m| matches!(m, ServerMessage::TrackMuted { identity, muted: true, .. } if identity == "bob"))
+        .await
+        .unwrap();
+    let (status, _) = admin(
+        &server,
+        "POST",
+        "/api/v1/rooms/show/participants/alice/mute",
+        Some(&ops),
+        r#"{"kind":"audio"}"#,
+    )
+    .await;
+    assert_eq!(status, 409, "alice publishes nothing");
+
+    // Remove bob, then close the room.
+    let (status, _) = admin(
+        &server,
+        "DELETE",
+        "/api/v1/rooms/show/participants/bob",
+        Some(&ops),
+        "",
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert_eq!(bob.wait_closed(WAIT).await, Some(4403));
+    alice
+        .wait_for(WAIT, |m| matches!(m, ServerMessage::ParticipantLeft { identity, reason: LeftReason::Removed } if identity == "bob"))
+        .await
+        .unwrap();
+    let (status, _) = admin(
+        &server,
+        "DELETE",
+        "/api/v1/rooms/show/participants/bob",
+        Some(&ops),
+        "",
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = admin(&server, "DELETE", "/api/v1/rooms/show", Some(&ops), "").await;
+    assert_eq!(status, 204);
+    assert_eq!(alice.wait_closed(WAIT).await, Some(4403));
+    let (_, list) = admin(&server, "GET", "/api/v1/rooms", Some(&ops), "").await;
+    assert_eq!(list["rooms"], serde_json::json!([]), "{list}");
+}

@@ -3,13 +3,15 @@
 //! `room.ROOM/IDENTITY`), signaled over one WebSocket each. The protocol is
 //! in docs/signaling.md.
 
+mod admin;
 pub mod client;
 pub mod protocol;
 mod registry;
 mod signal;
 mod state;
 
-pub use registry::{RoomSummary, Rooms};
+pub use admin::{router as admin_router, ALL_ROOMS};
+pub use registry::{ParticipantChange, RoomSummary, Rooms};
 pub use signal::upgrade;
 pub use state::feed_key;
 

@@ -509,14 +509,147 @@ impl Rooms {
         list.sort_by(|a, b| a.room.cmp(&b.room));
         list
     }
+}
 
-    /// The participants of a room, `None` when there is no such room.
-    pub fn participants(&self, room: &str) -> Option<Vec<super::protocol::ParticipantInfo>> {
-        let rooms = self.inner.rooms.lock();
-        rooms
-            .get(room)
-            .map(|r| r.participants().map(|p| p.info.clone()).collect())
+/// The admin API's operations.
+impl Rooms {
+    /// Creates an empty room (kept for `empty_timeout` unless joined);
+    /// false when it exists.
+    pub fn create_room(&self, name: &str) -> Result<bool, String> {
+        feed_key(name, "x")?;
+        let mut rooms = self.inner.rooms.lock();
+        if rooms.contains_key(name) {
+            return Ok(false);
+        }
+        tracing::info!(room = %name, "room created through the API");
+        rooms.insert(name.to_owned(), Room::new(name, Instant::now()));
+        Ok(true)
     }
+
+    /// Closes a room: everybody is removed; false when there is no such room.
+    pub fn close_room(&self, name: &str) -> bool {
+        let close = {
+            let mut rooms = self.inner.rooms.lock();
+            let Some(mut room) = rooms.remove(name) else {
+                return false;
+            };
+            tracing::info!(room = %name, "room closed through the API");
+            room.clear(Instant::now())
+        };
+        self.close_sessions(close);
+        true
+    }
+
+    /// Removes a participant; false when there is no such participant.
+    pub fn remove_participant(&self, room: &str, identity: &str) -> bool {
+        let close = {
+            let mut rooms = self.inner.rooms.lock();
+            let Some(r) = rooms.get_mut(room).filter(|r| r.get(identity).is_some()) else {
+                return false;
+            };
+            r.remove(identity, LeftReason::Removed, Instant::now())
+        };
+        self.close_sessions(close);
+        true
+    }
+
+    /// Server-side mute of a participant's audio or video: the server stops
+    /// passing it on, and everybody gets `track_muted`.
+    pub async fn mute_participant(
+        &self,
+        room: &str,
+        identity: &str,
+        kind: super::protocol::TrackKind,
+        muted: bool,
+    ) -> Result<(), Refusal> {
+        let session = {
+            let mut rooms = self.inner.rooms.lock();
+            let r = rooms.get_mut(room).ok_or_else(|| no_room(room))?;
+            let Some(p) = r.get(identity) else {
+                return Err(no_participant(room, identity));
+            };
+            let Publication::Live(session) = p.publication else {
+                return Err((
+                    ErrorCode::NotPublishing,
+                    format!("{identity} publishes nothing"),
+                ));
+            };
+            r.mute(identity, kind, muted, Instant::now());
+            session
+        };
+        let video = kind == super::protocol::TrackKind::Video;
+        self.rtc()?.mute(session, video, muted).await;
+        Ok(())
+    }
+
+    /// Changes a participant's role (grants follow it), grants, name or
+    /// metadata.
+    pub fn update_participant(
+        &self,
+        room: &str,
+        identity: &str,
+        change: ParticipantChange,
+    ) -> Result<super::protocol::ParticipantInfo, Refusal> {
+        let now = Instant::now();
+        let (info, close) = {
+            let mut rooms = self.inner.rooms.lock();
+            let r = rooms.get_mut(room).ok_or_else(|| no_room(room))?;
+            if r.get(identity).is_none() {
+                return Err(no_participant(room, identity));
+            }
+            let mut close = Vec::new();
+            if let Some(role) = change.role {
+                close.extend(r.set_role(identity, role, now));
+            }
+            if let Some(grants) = change.grants {
+                close.extend(r.set_grants(identity, grants, now));
+            }
+            if change.name.is_some() || change.metadata.is_some() {
+                r.update(identity, change.name, change.metadata, now)?;
+            }
+            let info = r.get(identity).map(|p| p.info.clone());
+            (info, close)
+        };
+        self.close_sessions(close);
+        info.ok_or_else(|| no_participant(room, identity))
+    }
+
+    /// A room and its participants, `None` when there is no such room.
+    pub fn room(&self, name: &str) -> Option<(RoomSummary, Vec<super::protocol::ParticipantInfo>)> {
+        let now = Instant::now();
+        let rooms = self.inner.rooms.lock();
+        let r = rooms.get(name)?;
+        Some((
+            RoomSummary {
+                room: r.name.clone(),
+                participants: r.participants().count(),
+                publishers: r.publishers(),
+                age_secs: now.duration_since(r.created).as_secs(),
+            },
+            r.participants().map(|p| p.info.clone()).collect(),
+        ))
+    }
+}
+
+/// What `update_participant` changes; `None` leaves it.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParticipantChange {
+    pub role: Option<crate::access::Role>,
+    pub grants: Option<crate::access::Grants>,
+    pub name: Option<String>,
+    pub metadata: Option<String>,
+}
+
+fn no_room(room: &str) -> Refusal {
+    (ErrorCode::UnknownParticipant, format!("no room {room}"))
+}
+
+fn no_participant(room: &str, identity: &str) -> Refusal {
+    (
+        ErrorCode::UnknownParticipant,
+        format!("{identity} is not in room {room}"),
+    )
 }
 
 fn gone() -> Refusal {

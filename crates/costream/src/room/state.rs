@@ -530,6 +530,37 @@ impl Room {
         ended
     }
 
+    /// Sets a participant's grants (the admin API); ends its publication
+    /// when publishing is no longer granted.
+    pub fn set_grants(
+        &mut self,
+        identity: &str,
+        grants: crate::access::Grants,
+        now: Instant,
+    ) -> Option<SessionRef> {
+        let p = self.participants.get_mut(identity)?;
+        p.info.grants = grants;
+        let info = p.info.clone();
+        let ended = if grants.publish {
+            None
+        } else {
+            self.unpublish(identity, None, now)
+        };
+        self.broadcast(
+            &ServerMessage::ParticipantUpdated { participant: info },
+            now,
+        );
+        ended
+    }
+
+    /// Everybody out (the room is closing).
+    pub fn clear(&mut self, now: Instant) -> Vec<SessionRef> {
+        let all: Vec<String> = self.participants.keys().cloned().collect();
+        all.iter()
+            .flat_map(|i| self.remove(i, LeftReason::RoomClosed, now))
+            .collect()
+    }
+
     /// The host sends a participant back to the audience or out of the room.
     pub fn kick(
         &mut self,

@@ -77,6 +77,12 @@ enum Command {
     Ended {
         session: SessionId,
     },
+    /// Drop (or pass again) a publish session's audio or video.
+    Mute {
+        session: SessionId,
+        video: bool,
+        muted: bool,
+    },
     Sessions {
         reply: oneshot::Sender<Vec<SessionInfo>>,
     },
@@ -247,6 +253,19 @@ impl RtcService {
         rx.await.unwrap_or(false)
     }
 
+    /// Stops (or resumes) passing on a publisher's audio or video; the
+    /// room admin API's server-side mute.
+    pub async fn mute(&self, session: SessionId, video: bool, muted: bool) {
+        let _ = self
+            .commands
+            .send(Command::Mute {
+                session,
+                video,
+                muted,
+            })
+            .await;
+    }
+
     pub async fn sessions(&self) -> Vec<SessionInfo> {
         let (reply, rx) = oneshot::channel();
         if self
@@ -337,6 +356,8 @@ struct Session {
     broken: bool,
     /// Completed (by dropping it) when the session ends.
     _closed: Option<oneshot::Sender<()>>,
+    /// Publish sessions muted by an admin: [audio, video].
+    muted: [bool; 2],
 }
 
 impl Session {
@@ -450,6 +471,9 @@ impl Task {
                     return;
                 };
                 let video = frame.kind == costream_rtc::MediaKind::Video;
+                if s.muted[usize::from(video)] {
+                    return;
+                }
                 if video && frame.keyframe {
                     s.last_keyframe = Some(now);
                     s.broken = false;
@@ -577,6 +601,19 @@ impl Task {
             Command::Ended { session } => {
                 self.host.close(session);
             }
+            Command::Mute {
+                session,
+                video,
+                muted,
+            } => {
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.muted[usize::from(video)] = muted;
+                    // Viewers need a keyframe to start again.
+                    if video && !muted {
+                        s.broken = true;
+                    }
+                }
+            }
             Command::TcpOpened { peer, writer } => {
                 self.tcp.insert(peer, writer);
             }
@@ -678,6 +715,7 @@ impl Task {
                 last_keyframe: None,
                 broken: false,
                 _closed: closed,
+                muted: [false; 2],
             },
         );
         Ok((id, answer))
