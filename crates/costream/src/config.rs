@@ -152,6 +152,8 @@ pub struct RoomsConfig {
     /// long, so that it can come back after a network switch.
     #[serde(with = "humantime_serde")]
     pub reconnect_grace: Duration,
+    /// URLs (http://) that get room events as signed JSON POSTs.
+    pub webhooks: Vec<String>,
 }
 
 impl Default for RoomsConfig {
@@ -161,6 +163,7 @@ impl Default for RoomsConfig {
             max_participants: 1000,
             empty_timeout: Duration::from_secs(300),
             reconnect_grace: Duration::from_secs(10),
+            webhooks: Vec::new(),
         }
     }
 }
@@ -268,6 +271,9 @@ impl Config {
                 !k.key.is_empty() && k.secret.len() >= 16,
                 "auth.api_keys: each key needs a name and a secret of at least 16 characters"
             );
+        }
+        for url in &self.rooms.webhooks {
+            crate::room::webhooks::check_url(url)?;
         }
         anyhow::ensure!(
             self.rooms.max_publishers >= 1 && self.rooms.max_participants >= 1,

@@ -688,3 +688,109 @@ async fn admin_api_creates_lists_updates_mutes_and_removes() {
     let (_, list) = admin(&server, "GET", "/api/v1/rooms", Some(&ops), "").await;
     assert_eq!(list["rooms"], serde_json::json!([]), "{list}");
 }
+
+/// A webhook receiver: records each POST's `Authorization` and JSON body;
+/// answers 500 to the first request (to make the server retry), then 200.
+async fn webhook_receiver() -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let (head, body) = loop {
+                let n = s.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    break (String::new(), Vec::new());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                let len: usize = header(&head, "content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + len {
+                    break (head, buf[end + 4..end + 4 + len].to_vec());
+                }
+            };
+            let status = if first { "500 Oops" } else { "200 OK" };
+            let _ = s
+                .write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes())
+                .await;
+            if !first {
+                let auth = header(&head, "authorization").unwrap_or("").to_owned();
+                let _ = tx.send((auth, body));
+            }
+            first = false;
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn webhooks_are_signed_retried_and_in_order() {
+    use hmac::Mac;
+    let (hook, mut events) = webhook_receiver().await;
+    let server = server(|c| c.rooms.webhooks = vec![format!("http://{hook}/hooks")]).await;
+    let mut alice = join(&server, "w", "alice", Role::Host).await;
+    let mut bob = join(&server, "w", "bob", Role::Audience).await;
+    alice
+        .send(ClientMessage::Invite {
+            identity: "bob".into(),
+        })
+        .await
+        .unwrap();
+    bob.wait_for(WAIT, |m| is_link_mic(m, LinkMicAction::Invited, "bob"))
+        .await
+        .unwrap();
+    bob.send(ClientMessage::Accept {
+        identity: "alice".into(),
+    })
+    .await
+    .unwrap();
+    bob.wait_for(WAIT, |m| role_update(m, "bob", Role::Guest))
+        .await
+        .unwrap();
+    let (answer, _peer) = publish_live(&mut bob).await;
+    assert!(matches!(answer, ServerMessage::PublishAnswer { .. }));
+    bob.leave().await.unwrap();
+
+    let want = [
+        "room_started",
+        "participant_joined",
+        "participant_joined",
+        "link_mic_accepted",
+        "track_published",
+        "track_unpublished",
+        "participant_left",
+    ];
+    let mut got = Vec::new();
+    while got.len() < want.len() {
+        let (auth, body) = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("webhooks so far: {got:?}"))
+            .unwrap();
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(&body);
+        let expected = format!(
+            "costream-hmac-sha256 key=test, signature={}",
+            hex::encode(mac.finalize().into_bytes())
+        );
+        assert_eq!(auth, expected);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["room"], "w", "{v}");
+        got.push(v["event"].as_str().unwrap_or("").to_owned());
+        if got.len() == 2 {
+            assert_eq!(v["participant"]["identity"], "alice", "{v}");
+        }
+    }
+    assert_eq!(got, want);
+}

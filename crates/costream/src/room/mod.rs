@@ -9,6 +9,7 @@ pub mod protocol;
 mod registry;
 mod signal;
 mod state;
+pub mod webhooks;
 
 pub use admin::{router as admin_router, ALL_ROOMS};
 pub use registry::{ParticipantChange, RoomSummary, Rooms};

@@ -32,6 +32,7 @@ struct Inner {
     config: RoomsConfig,
     keys: Vec<ApiKey>,
     rtc: Option<RtcService>,
+    hooks: super::webhooks::Webhooks,
     next_conn: AtomicU64,
 }
 
@@ -55,12 +56,14 @@ pub struct RoomSummary {
 
 impl Rooms {
     pub fn new(config: RoomsConfig, keys: Vec<ApiKey>, rtc: Option<RtcService>) -> Rooms {
+        let hooks = super::webhooks::Webhooks::start(&config.webhooks, keys.first().cloned());
         let rooms = Rooms {
             inner: Arc::new(Inner {
                 rooms: Mutex::new(HashMap::new()),
                 config,
                 keys,
                 rtc,
+                hooks,
                 next_conn: AtomicU64::new(1),
             }),
         };
@@ -98,7 +101,7 @@ impl Rooms {
         let mut rooms = self.inner.rooms.lock();
         let room = rooms.entry(claims.room.clone()).or_insert_with(|| {
             tracing::info!(room = %claims.room, "room created");
-            Room::new(&claims.room, now)
+            Room::new(&claims.room, now, self.inner.hooks.clone())
         });
         let joined = room.join(
             claims,
@@ -473,6 +476,7 @@ impl Rooms {
                 let keep = !room.is_empty() || room.empty_since.is_none_or(|t| now < t + empty);
                 if !keep {
                     tracing::info!(room = %name, "room closed after being empty for {empty:?}");
+                    room.finished();
                 }
                 keep
             });
@@ -522,7 +526,8 @@ impl Rooms {
             return Ok(false);
         }
         tracing::info!(room = %name, "room created through the API");
-        rooms.insert(name.to_owned(), Room::new(name, Instant::now()));
+        let room = Room::new(name, Instant::now(), self.inner.hooks.clone());
+        rooms.insert(name.to_owned(), room);
         Ok(true)
     }
 
@@ -534,7 +539,9 @@ impl Rooms {
                 return false;
             };
             tracing::info!(room = %name, "room closed through the API");
-            room.clear(Instant::now())
+            let close = room.clear(Instant::now());
+            room.finished();
+            close
         };
         self.close_sessions(close);
         true

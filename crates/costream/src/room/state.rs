@@ -75,6 +75,7 @@ pub struct Room {
     invites: BTreeMap<String, String>,
     pub created: Instant,
     pub empty_since: Option<Instant>,
+    hooks: super::webhooks::Webhooks,
 }
 
 /// The hub stream a participant publishes: `room.ROOM/IDENTITY`.
@@ -83,7 +84,8 @@ pub fn feed_key(room: &str, identity: &str) -> Result<StreamKey, String> {
 }
 
 impl Room {
-    pub fn new(name: &str, now: Instant) -> Room {
+    pub fn new(name: &str, now: Instant, hooks: super::webhooks::Webhooks) -> Room {
+        hooks.send("room_started", name, serde_json::json!({}));
         Room {
             name: name.to_owned(),
             participants: BTreeMap::new(),
@@ -91,6 +93,7 @@ impl Room {
             invites: BTreeMap::new(),
             created: now,
             empty_since: Some(now),
+            hooks,
         }
     }
 
@@ -134,6 +137,7 @@ impl Room {
     /// it (its outbox is full) loses its connection and enters the grace
     /// period.
     pub fn broadcast(&mut self, msg: &ServerMessage, now: Instant) {
+        self.hooks.on_broadcast(&self.name, msg);
         let text: Arc<str> = msg.to_json().into();
         let mut slow = Vec::new();
         for p in self.participants.values_mut() {
@@ -551,6 +555,12 @@ impl Room {
             now,
         );
         ended
+    }
+
+    /// Says the room is over (webhook `room_finished`).
+    pub fn finished(&self) {
+        self.hooks
+            .send("room_finished", &self.name, serde_json::json!({}));
     }
 
     /// Everybody out (the room is closing).
