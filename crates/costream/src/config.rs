@@ -154,6 +154,9 @@ pub struct RoomsConfig {
     pub reconnect_grace: Duration,
     /// URLs (http://) that get room events as signed JSON POSTs.
     pub webhooks: Vec<String>,
+    /// What each participant may receive in total, kbit/s: beyond it the
+    /// video of the least important publications is paused. 0: no limit.
+    pub subscriber_budget_kbps: u64,
 }
 
 impl Default for RoomsConfig {
@@ -164,6 +167,7 @@ impl Default for RoomsConfig {
             empty_timeout: Duration::from_secs(300),
             reconnect_grace: Duration::from_secs(10),
             webhooks: Vec::new(),
+            subscriber_budget_kbps: 2000,
         }
     }
 }

@@ -56,6 +56,7 @@ impl Server {
         let rooms = crate::room::Rooms::new(
             config.rooms.clone(),
             crate::room::api_keys(&config.auth.api_keys),
+            hub.clone(),
             rtc.clone(),
         );
         let state = Arc::new(AppState {

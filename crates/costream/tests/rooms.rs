@@ -794,3 +794,137 @@ async fn webhooks_are_signed_retried_and_in_order() {
     }
     assert_eq!(got, want);
 }
+
+/// Publishes synthetic H.264 (and Opus) at `bps` from a peer until dropped.
+async fn publish_media(client: &mut RoomClient, bps: u64) -> LivePeer {
+    use costream::bench::whip_publisher::{send_media, PublishOptions, PublisherReport};
+    let (mut peer, sdp) = offer(Direction::SendOnly);
+    let answer = client
+        .request(ClientMessage::Publish { sdp })
+        .await
+        .unwrap();
+    let ServerMessage::PublishAnswer { sdp, .. } = answer else {
+        panic!("publish: {answer:?}")
+    };
+    peer.accept_answer(&sdp).unwrap();
+    LivePeer(tokio::spawn(async move {
+        let options = PublishOptions {
+            bitrate_bps: bps,
+            fps: 25.0,
+            keyframe_interval: Duration::from_secs(2),
+            token: None,
+            stop: Default::default(),
+        };
+        let mut report = PublisherReport::default();
+        let started = Instant::now();
+        let _ = send_media(
+            &mut peer,
+            &mut report,
+            &options,
+            started,
+            started + Duration::from_secs(600),
+        )
+        .await;
+    }))
+}
+
+/// Subscribes to `identity`; the counter gets the UDP bytes received.
+async fn subscribe_counting(
+    client: &mut RoomClient,
+    identity: &str,
+    bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> LivePeer {
+    let (mut peer, sdp) = offer(Direction::RecvOnly);
+    let answer = client
+        .request(ClientMessage::Subscribe {
+            identity: identity.into(),
+            sdp,
+        })
+        .await
+        .unwrap();
+    let ServerMessage::SubscribeAnswer { sdp, .. } = answer else {
+        panic!("subscribe: {answer:?}")
+    };
+    peer.accept_answer(&sdp).unwrap();
+    LivePeer(tokio::spawn(async move {
+        let mut last = 0;
+        while peer.is_alive() {
+            let wake = Instant::now() + Duration::from_millis(50);
+            if peer.step(wake, &mut |_| {}).await.is_err() {
+                return;
+            }
+            bytes.fetch_add(
+                peer.udp_bytes_in - last,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            last = peer.udp_bytes_in;
+        }
+    }))
+}
+
+/// Four ~1 Mbps publishers: a subscriber with the default 2 Mbps budget
+/// gets the video of the most important one only (the host), the others'
+/// audio, and ≤ 2 Mbps in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bandwidth_budget_caps_what_a_subscriber_receives() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let server = server(|_| {}).await;
+    let mut viewer = join(&server, "b", "viewer", Role::Audience).await;
+    let mut publishers = Vec::new();
+    let mut peers = Vec::new();
+    for (i, role) in [Role::Guest, Role::Host, Role::Guest, Role::Guest]
+        .into_iter()
+        .enumerate()
+    {
+        let mut c = join(&server, "b", &format!("p{i}"), role).await;
+        peers.push(publish_media(&mut c, 1_000_000).await);
+        publishers.push(c);
+    }
+    let bytes = Arc::new(AtomicU64::new(0));
+    for i in 0..4 {
+        let p = format!("p{i}");
+        viewer
+            .wait_for(
+                WAIT,
+                |m| matches!(m, ServerMessage::TrackPublished { identity, .. } if *identity == p),
+            )
+            .await
+            .unwrap();
+        peers.push(subscribe_counting(&mut viewer, &p, bytes.clone()).await);
+    }
+    // 1 Mbps each with 8 % packet overhead: only one video fits in 2 Mbps
+    // beside the others' audio. The host's is kept.
+    let mut paused = Vec::new();
+    while paused.len() < 3 {
+        let m = viewer
+            .wait_for(Duration::from_secs(10), |m| {
+                matches!(m, ServerMessage::VideoPaused { paused: true, .. })
+            })
+            .await
+            .unwrap();
+        if let ServerMessage::VideoPaused { identity, .. } = m {
+            paused.push(identity);
+        }
+    }
+    paused.sort();
+    assert_eq!(paused, ["p0", "p2", "p3"]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let start = bytes.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let bps = (bytes.load(Ordering::Relaxed) - start) as f64 * 8.0 / t0.elapsed().as_secs_f64();
+    eprintln!(
+        "subscriber received {:.2} Mbit/s from 4 publishers of 1 Mbit/s",
+        bps / 1e6
+    );
+    assert!(bps <= 2_000_000.0, "{bps} bit/s over the 2 Mbit/s budget");
+    assert!(
+        bps >= 800_000.0,
+        "{bps} bit/s: the host's video is not flowing"
+    );
+    assert!(!viewer
+        .log
+        .iter()
+        .any(|m| matches!(m, ServerMessage::VideoPaused { paused: false, .. })));
+}

@@ -27,7 +27,7 @@
 
 mod chunked;
 mod cpu;
-mod h264_synth;
+pub mod h264_synth;
 mod http_flv;
 pub(crate) mod http_request;
 mod media;
@@ -47,7 +47,7 @@ mod whep;
 mod whep_report;
 mod whep_viewer;
 mod whip;
-mod whip_publisher;
+pub mod whip_publisher;
 
 #[cfg(test)]
 mod rtc_tests;

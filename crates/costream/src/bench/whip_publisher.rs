@@ -140,7 +140,7 @@ pub async fn publish(
     report
 }
 
-async fn send_media(
+pub async fn send_media(
     peer: &mut RtcPeer,
     report: &mut PublisherReport,
     options: &PublishOptions,

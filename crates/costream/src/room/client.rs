@@ -3,6 +3,7 @@
 //! message it receives, so that a caller can wait for one and still look
 //! at the others.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
@@ -17,8 +18,8 @@ pub struct RoomClient {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     /// Every message received, in order.
     pub log: Vec<ServerMessage>,
-    /// How far [`RoomClient::wait_for`] has looked in `log`.
-    seen: usize,
+    /// Messages no [`RoomClient::wait_for`] has taken yet.
+    unclaimed: VecDeque<ServerMessage>,
     next_id: u64,
     /// The close frame's code, once the server closed.
     pub closed: Option<u16>,
@@ -43,7 +44,7 @@ impl RoomClient {
         let mut client = RoomClient {
             ws,
             log: Vec::new(),
-            seen: 0,
+            unclaimed: VecDeque::new(),
             next_id: 1,
             closed: None,
         };
@@ -51,7 +52,7 @@ impl RoomClient {
             .next(Duration::from_secs(10))
             .await?
             .ok_or_else(|| anyhow!("closed before joining"))?;
-        client.seen = 1;
+        client.unclaimed.clear();
         match first {
             ServerMessage::Error { code, message, .. } => Err(JoinError::Refused { code, message }),
             joined @ ServerMessage::Joined { .. } => Ok((client, joined)),
@@ -89,26 +90,29 @@ impl RoomClient {
         .await
     }
 
-    /// The next message not yet looked at that matches, waiting up to
-    /// `limit` for it.
+    /// The first message that matches and that no earlier call took,
+    /// waiting up to `limit` for it. Other messages stay for later calls.
     pub async fn wait_for(
         &mut self,
         limit: Duration,
         mut pred: impl FnMut(&ServerMessage) -> bool,
     ) -> anyhow::Result<ServerMessage> {
         let deadline = tokio::time::Instant::now() + limit;
+        let mut looked = 0;
         loop {
-            while self.seen < self.log.len() {
-                self.seen += 1;
-                if pred(&self.log[self.seen - 1]) {
-                    return Ok(self.log[self.seen - 1].clone());
+            while looked < self.unclaimed.len() {
+                if pred(&self.unclaimed[looked]) {
+                    if let Some(m) = self.unclaimed.remove(looked) {
+                        return Ok(m);
+                    }
                 }
+                looked += 1;
             }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
                 bail!("no such message within {limit:?}; received {:?}", self.log);
             }
-            if self.next(left).await?.is_none() && self.seen == self.log.len() {
+            if self.next(left).await?.is_none() && self.closed.is_some() {
                 bail!(
                     "the server closed ({:?}); received {:?}",
                     self.closed,
@@ -139,6 +143,7 @@ impl RoomClient {
                     let m: ServerMessage = serde_json::from_str(t.as_str())
                         .with_context(|| format!("unreadable server message {t}"))?;
                     self.log.push(m.clone());
+                    self.unclaimed.push_back(m.clone());
                     return Ok(Some(m));
                 }
                 Message::Close(frame) => {

@@ -4,6 +4,7 @@
 //! in docs/signaling.md.
 
 mod admin;
+mod budget;
 pub mod client;
 pub mod protocol;
 mod registry;

@@ -203,6 +203,12 @@ pub enum ServerMessage {
         identity: String,
         by: String,
     },
+    /// The server paused (or resumed) the video of a subscription to keep
+    /// within this participant's bandwidth budget; audio keeps flowing.
+    VideoPaused {
+        identity: String,
+        paused: bool,
+    },
     Pong {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,

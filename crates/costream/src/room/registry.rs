@@ -33,6 +33,8 @@ struct Inner {
     keys: Vec<ApiKey>,
     rtc: Option<RtcService>,
     hooks: super::webhooks::Webhooks,
+    hub: costream_hub::Hub,
+    rates: Mutex<super::budget::Rates>,
     next_conn: AtomicU64,
 }
 
@@ -55,7 +57,12 @@ pub struct RoomSummary {
 }
 
 impl Rooms {
-    pub fn new(config: RoomsConfig, keys: Vec<ApiKey>, rtc: Option<RtcService>) -> Rooms {
+    pub fn new(
+        config: RoomsConfig,
+        keys: Vec<ApiKey>,
+        hub: costream_hub::Hub,
+        rtc: Option<RtcService>,
+    ) -> Rooms {
         let hooks = super::webhooks::Webhooks::start(&config.webhooks, keys.first().cloned());
         let rooms = Rooms {
             inner: Arc::new(Inner {
@@ -64,6 +71,8 @@ impl Rooms {
                 keys,
                 rtc,
                 hooks,
+                hub,
+                rates: Mutex::new(Default::default()),
                 next_conn: AtomicU64::new(1),
             }),
         };
@@ -466,11 +475,21 @@ impl Rooms {
     fn reap(&self, now: Instant) {
         let grace = self.inner.config.reconnect_grace;
         let empty = self.inner.config.empty_timeout;
+        let budget = self.inner.config.subscriber_budget_kbps * 1000;
         let mut close = Vec::new();
+        let mut pauses = Vec::new();
         {
             let mut rooms = self.inner.rooms.lock();
             for room in rooms.values_mut() {
                 close.extend(room.expire(now, grace));
+            }
+            if budget > 0 {
+                let keys: Vec<_> = rooms.values().flat_map(|r| r.publication_keys()).collect();
+                let mut rates = self.inner.rates.lock();
+                rates.sample(&self.inner.hub, &keys, now);
+                for room in rooms.values_mut() {
+                    pauses.extend(room.apply_budget(budget, &rates));
+                }
             }
             rooms.retain(|name, room| {
                 let keep = !room.is_empty() || room.empty_since.is_none_or(|t| now < t + empty);
@@ -482,6 +501,13 @@ impl Rooms {
             });
         }
         self.close_sessions(close);
+        if let (Some(rtc), false) = (self.inner.rtc.clone(), pauses.is_empty()) {
+            tokio::spawn(async move {
+                for (session, paused) in pauses {
+                    rtc.pause_video(session, paused).await;
+                }
+            });
+        }
     }
 
     fn close_sessions(&self, sessions: Vec<SessionRef>) {

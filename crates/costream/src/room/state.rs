@@ -3,7 +3,7 @@
 //! by queueing messages on their connections, and the WebRTC sessions a
 //! change ends are returned for the caller to close.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,6 +63,8 @@ pub struct Participant {
     pub publication: Publication,
     /// Subscriptions by publisher identity.
     pub subscriptions: HashMap<String, SessionId>,
+    /// Subscription sessions whose video the budget paused.
+    pub video_paused: HashSet<SessionId>,
 }
 
 #[derive(Debug)]
@@ -215,6 +217,7 @@ impl Room {
                         disconnected_at: None,
                         publication: Publication::None,
                         subscriptions: HashMap::new(),
+                        video_paused: HashSet::new(),
                     },
                 );
                 false
@@ -309,6 +312,88 @@ impl Room {
         p.subscriptions
             .iter()
             .filter_map(|(publisher, id)| Some((feed_key(&self.name, publisher).ok()?, *id)))
+            .collect()
+    }
+
+    /// Applies the bandwidth budget to every subscriber; returns the
+    /// subscription sessions whose video is to be paused (true) or resumed.
+    pub fn apply_budget(
+        &mut self,
+        budget_bps: u64,
+        rates: &super::budget::Rates,
+    ) -> Vec<(SessionId, bool)> {
+        let mut changes = Vec::new();
+        let publishers: HashMap<String, ((u8, u64), u64)> = self
+            .participants
+            .values()
+            .filter_map(|p| {
+                let Publication::Live(session) = p.publication else {
+                    return None;
+                };
+                let bps = rates.get(&feed_key(&self.name, &p.info.identity).ok()?)?;
+                let rank = (u8::from(p.info.role != Role::Host), session.0);
+                Some((p.info.identity.clone(), (rank, bps)))
+            })
+            .collect();
+        let mut notes = Vec::new();
+        for p in self.participants.values_mut() {
+            let subs: Vec<(&String, SessionId, super::budget::Candidate)> = p
+                .subscriptions
+                .iter()
+                .filter_map(|(publisher, session)| {
+                    let &(rank, bps) = publishers.get(publisher)?;
+                    let paused = p.video_paused.contains(session);
+                    let c = super::budget::Candidate { rank, bps, paused };
+                    Some((publisher, *session, c))
+                })
+                .collect();
+            let candidates: Vec<_> = subs.iter().map(|s| s.2).collect();
+            let keep = super::budget::choose(budget_bps, &candidates);
+            for ((publisher, session, _), keep) in subs.iter().zip(keep) {
+                let paused = !keep;
+                if paused != p.video_paused.contains(session) {
+                    if paused {
+                        p.video_paused.insert(*session);
+                    } else {
+                        p.video_paused.remove(session);
+                    }
+                    changes.push((*session, paused));
+                    notes.push((p.info.identity.clone(), (*publisher).clone(), paused));
+                }
+            }
+            let live: HashSet<SessionId> = p.subscriptions.values().copied().collect();
+            p.video_paused.retain(|s| live.contains(s));
+        }
+        for (subscriber, publisher, paused) in notes {
+            tracing::debug!(room = %self.name, %subscriber, %publisher, paused, "bandwidth budget");
+            self.send_to(
+                &subscriber,
+                &ServerMessage::VideoPaused {
+                    identity: publisher,
+                    paused,
+                },
+            );
+        }
+        changes
+    }
+
+    /// Queues a message for one participant (dropped if it cannot take it).
+    pub fn send_to(&self, identity: &str, msg: &ServerMessage) {
+        if let Some(c) = self
+            .participants
+            .get(identity)
+            .and_then(|p| p.conn.as_ref())
+        {
+            let _ = c.tx.try_send(Outgoing::Text(msg.to_json().into()));
+        }
+    }
+
+    /// The hub streams of live publications.
+    pub fn publication_keys(&self) -> Vec<StreamKey> {
+        self.participants
+            .values()
+            .filter(|p| matches!(p.publication, Publication::Live(_)))
+            .filter_map(|p| feed_key(&self.name, &p.info.identity).ok())
             .collect()
     }
 

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use costream_hub::{Frame, Hub, Protocol, PublishError, Publisher, StreamKey, Subscriber};
+use costream_hub::{
+    Frame, FrameKind, Hub, Protocol, PublishError, Publisher, StreamKey, Subscriber,
+};
 use costream_rtc::{
     Direction, HostOutput, RtcError, RtcHost, RtcHostConfig, SessionEvent, SessionId, Transport,
 };
@@ -76,6 +78,11 @@ enum Command {
     },
     Ended {
         session: SessionId,
+    },
+    /// Stop (or resume) sending video to a viewer (rooms' bandwidth budget).
+    PauseVideo {
+        session: SessionId,
+        paused: bool,
     },
     /// Drop (or pass again) a publish session's audio or video.
     Mute {
@@ -266,6 +273,15 @@ impl RtcService {
             .await;
     }
 
+    /// Stops or resumes a viewer's video; audio keeps flowing. Resumed
+    /// video starts at the next keyframe, which the publisher is asked for.
+    pub async fn pause_video(&self, session: SessionId, paused: bool) {
+        let _ = self
+            .commands
+            .send(Command::PauseVideo { session, paused })
+            .await;
+    }
+
     pub async fn sessions(&self) -> Vec<SessionInfo> {
         let (reply, rx) = oneshot::channel();
         if self
@@ -358,6 +374,10 @@ struct Session {
     _closed: Option<oneshot::Sender<()>>,
     /// Publish sessions muted by an admin: [audio, video].
     muted: [bool; 2],
+    /// Play sessions: video held back (bandwidth budget).
+    video_paused: bool,
+    /// Play sessions: video resumes at the next keyframe.
+    video_resync: bool,
 }
 
 impl Session {
@@ -588,6 +608,17 @@ impl Task {
                 let Some(s) = self.sessions.get_mut(&session) else {
                     return;
                 };
+                if frame.kind == FrameKind::Video {
+                    if s.video_paused {
+                        return;
+                    }
+                    if s.video_resync {
+                        if !frame.keyframe {
+                            return;
+                        }
+                        s.video_resync = false;
+                    }
+                }
                 if let Some((codec, rtp_time, data)) = s.egress.convert(&frame) {
                     if let Err(e) = self.host.write_media(
                         session,
@@ -600,6 +631,20 @@ impl Task {
             }
             Command::Ended { session } => {
                 self.host.close(session);
+            }
+            Command::PauseVideo { session, paused } => {
+                let Some(s) = self.sessions.get_mut(&session) else {
+                    return;
+                };
+                if s.video_paused == paused {
+                    return;
+                }
+                s.video_paused = paused;
+                if !paused {
+                    s.video_resync = true;
+                    let key = s.key.clone();
+                    self.request_publisher_keyframe(&key, now);
+                }
             }
             Command::Mute {
                 session,
@@ -716,6 +761,8 @@ impl Task {
                 broken: false,
                 _closed: closed,
                 muted: [false; 2],
+                video_paused: false,
+                video_resync: false,
             },
         );
         Ok((id, answer))
