@@ -47,7 +47,7 @@
  *
  * Events (handler gets one argument)
  *   joined, participant_joined, participant_updated, participant_left, track_published,
- *   track_unpublished, track_muted, link_mic: the server's message as is.
+ *   track_unpublished, track_muted, link_mic, video_paused: the server's message as is.
  *   error: an `error` message no pending request was waiting for ({code, message, request}).
  *   track: {identity, stream, pc}, once per subscription, when its answer is applied
  *          (stream holds the receivers' audio and video tracks).
@@ -410,6 +410,9 @@ export class Room {
         }
         break;
       }
+      case 'video_paused':
+        // The bandwidth budget paused or resumed this subscription's video.
+        break;
       case 'pong':
         return;
       default: {
