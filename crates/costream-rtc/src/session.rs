@@ -155,6 +155,7 @@ impl Session {
             network_time: d.network_time,
             keyframe: d.is_keyframe(),
             contiguous: d.contiguous,
+            audio_level: d.ext_vals.audio_level,
             sender_clock: d.last_sender_info.map(|i| SenderClock {
                 ntp_time: i.ntp_time,
                 // The SR carries the low 32 bits of the sender's RTP clock.

@@ -47,7 +47,8 @@
  *
  * Events (handler gets one argument)
  *   joined, participant_joined, participant_updated, participant_left, track_published,
- *   track_unpublished, track_muted, link_mic, video_paused: the server's message as is.
+ *   track_unpublished, track_muted, link_mic, video_paused, speakers, connection_quality:
+ *   the server's message as is.
  *   error: an `error` message no pending request was waiting for ({code, message, request}).
  *   track: {identity, stream, pc}, once per subscription, when its answer is applied
  *          (stream holds the receivers' audio and video tracks).
@@ -412,6 +413,9 @@ export class Room {
       }
       case 'video_paused':
         // The bandwidth budget paused or resumed this subscription's video.
+        break;
+      case 'speakers':
+      case 'connection_quality':
         break;
       case 'pong':
         return;

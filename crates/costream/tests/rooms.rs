@@ -797,6 +797,11 @@ async fn webhooks_are_signed_retried_and_in_order() {
 
 /// Publishes synthetic H.264 (and Opus) at `bps` from a peer until dropped.
 async fn publish_media(client: &mut RoomClient, bps: u64) -> LivePeer {
+    publish_media_at(client, bps, None).await
+}
+
+/// Same, with an audio level on every Opus packet.
+async fn publish_media_at(client: &mut RoomClient, bps: u64, audio_level: Option<i8>) -> LivePeer {
     use costream::bench::whip_publisher::{send_media, PublishOptions, PublisherReport};
     let (mut peer, sdp) = offer(Direction::SendOnly);
     let answer = client
@@ -814,6 +819,7 @@ async fn publish_media(client: &mut RoomClient, bps: u64) -> LivePeer {
             keyframe_interval: Duration::from_secs(2),
             token: None,
             stop: Default::default(),
+            audio_level,
         };
         let mut report = PublisherReport::default();
         let started = Instant::now();
@@ -927,4 +933,67 @@ async fn the_bandwidth_budget_caps_what_a_subscriber_receives() {
         .log
         .iter()
         .any(|m| matches!(m, ServerMessage::VideoPaused { paused: false, .. })));
+}
+
+/// Active speakers come from the audio levels publishers send; connection
+/// quality from their sessions' RTCP figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speakers_and_connection_quality_are_announced() {
+    let server = server(|_| {}).await;
+    let mut alice = join(&server, "s", "alice", Role::Host).await;
+    let mut bob = join(&server, "s", "bob", Role::Guest).await;
+    let _loud = publish_media_at(&mut alice, 200_000, Some(-20)).await;
+    let _quiet = publish_media_at(&mut bob, 200_000, Some(-127)).await;
+    let m = bob
+        .wait_for(
+            WAIT,
+            |m| matches!(m, ServerMessage::Speakers { speakers } if !speakers.is_empty()),
+        )
+        .await
+        .unwrap();
+    let ServerMessage::Speakers { speakers } = m else {
+        unreachable!()
+    };
+    assert_eq!(speakers.len(), 1, "{speakers:?}");
+    assert_eq!(speakers[0].identity, "alice");
+    assert!(
+        (speakers[0].level - 0.1).abs() < 0.01,
+        "-20 dBov is 0.1: {speakers:?}"
+    );
+    let mut quality = std::collections::HashMap::new();
+    while quality.len() < 2 {
+        let m = bob
+            .wait_for(WAIT, |m| {
+                matches!(m, ServerMessage::ConnectionQuality { .. })
+            })
+            .await
+            .unwrap();
+        let ServerMessage::ConnectionQuality { updates } = m else {
+            unreachable!()
+        };
+        for u in updates {
+            quality.insert(u.identity, u.quality);
+        }
+    }
+    for who in ["alice", "bob"] {
+        assert_eq!(
+            quality[who],
+            costream::room::protocol::Quality::Excellent,
+            "{quality:?}"
+        );
+    }
+    // alice mutes: she is no longer a speaker.
+    alice
+        .send(ClientMessage::Mute {
+            kind: costream::room::protocol::TrackKind::Audio,
+            muted: true,
+        })
+        .await
+        .unwrap();
+    bob.wait_for(
+        WAIT,
+        |m| matches!(m, ServerMessage::Speakers { speakers } if speakers.is_empty()),
+    )
+    .await
+    .unwrap();
 }

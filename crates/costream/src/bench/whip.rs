@@ -89,6 +89,7 @@ async fn publish_all(args: &WhipArgs, stop: Arc<AtomicBool>) -> anyhow::Result<W
         keyframe_interval: KEYFRAME_INTERVAL,
         token: args.token.clone(),
         stop,
+        audio_level: None,
     });
     let cpu = CpuSampler::start(args.server_pid);
     let mut set = JoinSet::new();

@@ -35,6 +35,9 @@ pub struct PublishOptions {
     /// Set to stop before the deadline (Ctrl-C); checked at least every
     /// 20 ms while media flows.
     pub stop: Arc<AtomicBool>,
+    /// The audio level (RFC 6464, dBov: 0 loudest, -127 silence) put on
+    /// each Opus packet, if any.
+    pub audio_level: Option<i8>,
 }
 
 /// What one publisher did. Durations in milliseconds.
@@ -222,9 +225,15 @@ pub async fn send_media(
             while t0 + packet_at(n_audio) <= now {
                 let due = t0 + packet_at(n_audio);
                 let packet = opus_packet(n_audio);
-                peer.rtc()
+                let mut writer = peer
+                    .rtc()
                     .writer(audio_mid)
-                    .context("no writer for the audio m-line")?
+                    .context("no writer for the audio m-line")?;
+                if let Some(level) = options.audio_level {
+                    let db = level.unsigned_abs().min(127) as i8;
+                    writer = writer.audio_level(-db, db < 127);
+                }
+                writer
                     .write(
                         pt,
                         due,

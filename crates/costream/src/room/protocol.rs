@@ -116,6 +116,47 @@ pub struct ParticipantInfo {
     pub connected: bool,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Speaker {
+    pub identity: String,
+    /// Linear, 0 to 1.
+    pub level: f32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quality {
+    Excellent,
+    Good,
+    Poor,
+    /// No media is flowing (not connected).
+    Lost,
+}
+
+impl Quality {
+    /// From a session's round-trip time and loss (a fraction).
+    pub fn of(connected: bool, rtt_ms: Option<f64>, loss: Option<f32>) -> Quality {
+        let rtt = rtt_ms.unwrap_or(0.0);
+        let loss = loss.unwrap_or(0.0);
+        match () {
+            _ if !connected => Quality::Lost,
+            _ if loss < 0.02 && rtt < 150.0 => Quality::Excellent,
+            _ if loss < 0.05 && rtt < 300.0 => Quality::Good,
+            _ => Quality::Poor,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QualityUpdate {
+    pub identity: String,
+    pub quality: Quality,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<f32>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LinkMicAction {
@@ -208,6 +249,15 @@ pub enum ServerMessage {
     VideoPaused {
         identity: String,
         paused: bool,
+    },
+    /// Who is speaking now, loudest first (from the audio levels the
+    /// publishers send); sent when it changes.
+    Speakers {
+        speakers: Vec<Speaker>,
+    },
+    /// Participants whose connection quality changed.
+    ConnectionQuality {
+        updates: Vec<QualityUpdate>,
     },
     Pong {
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -77,6 +77,7 @@ impl Rooms {
             }),
         };
         let weak = Arc::downgrade(&rooms.inner);
+        tokio::spawn(quality_loop(weak.clone()));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(REAP_INTERVAL);
             loop {
@@ -480,8 +481,12 @@ impl Rooms {
         let mut pauses = Vec::new();
         {
             let mut rooms = self.inner.rooms.lock();
+            let levels = self.inner.rtc.as_ref().map(|r| r.levels.clone());
             for room in rooms.values_mut() {
                 close.extend(room.expire(now, grace));
+                if let Some(levels) = &levels {
+                    room.update_speakers(|s| levels.get(s, now), now);
+                }
             }
             if budget > 0 {
                 let keys: Vec<_> = rooms.values().flat_map(|r| r.publication_keys()).collect();
@@ -683,6 +688,36 @@ fn no_participant(room: &str, identity: &str) -> Refusal {
         ErrorCode::UnknownParticipant,
         format!("{identity} is not in room {room}"),
     )
+}
+
+/// Every `QUALITY_INTERVAL`: the participants' connection quality, from
+/// their sessions' RTCP figures.
+async fn quality_loop(weak: std::sync::Weak<Inner>) {
+    const QUALITY_INTERVAL: Duration = Duration::from_secs(2);
+    let mut tick = tokio::time::interval(QUALITY_INTERVAL);
+    loop {
+        tick.tick().await;
+        let Some(inner) = weak.upgrade() else { return };
+        let Some(rtc) = inner.rtc.clone() else { return };
+        if inner.rooms.lock().is_empty() {
+            continue;
+        }
+        let stats: HashMap<SessionId, _> = rtc
+            .sessions()
+            .await
+            .into_iter()
+            .filter_map(|s| {
+                Some((
+                    SessionId(s.id.parse().ok()?),
+                    (s.connected, s.rtt_ms, s.loss),
+                ))
+            })
+            .collect();
+        let now = Instant::now();
+        for room in inner.rooms.lock().values_mut() {
+            room.update_quality(&stats, now);
+        }
+    }
 }
 
 fn gone() -> Refusal {

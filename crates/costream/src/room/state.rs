@@ -12,8 +12,8 @@ use costream_rtc::SessionId;
 use tokio::sync::mpsc;
 
 use super::protocol::{
-    ErrorCode, KickTo, LeftReason, LinkMicAction, ParticipantInfo, ServerMessage, TrackInfo,
-    TrackKind,
+    ErrorCode, KickTo, LeftReason, LinkMicAction, ParticipantInfo, Quality, QualityUpdate,
+    ServerMessage, Speaker, TrackInfo, TrackKind,
 };
 use crate::access::{Claims, Role};
 
@@ -78,6 +78,10 @@ pub struct Room {
     pub created: Instant,
     pub empty_since: Option<Instant>,
     hooks: super::webhooks::Webhooks,
+    /// The active speakers last announced.
+    speakers: Vec<String>,
+    /// The connection quality last announced, per participant.
+    quality: HashMap<String, Quality>,
 }
 
 /// The hub stream a participant publishes: `room.ROOM/IDENTITY`.
@@ -96,6 +100,8 @@ impl Room {
             created: now,
             empty_since: Some(now),
             hooks,
+            speakers: Vec::new(),
+            quality: HashMap::new(),
         }
     }
 
@@ -375,6 +381,74 @@ impl Room {
             );
         }
         changes
+    }
+
+    /// Announces the active speakers when they changed: publishers whose
+    /// held audio level (`level_of` their session) is above -40 dBov.
+    pub fn update_speakers(&mut self, level_of: impl Fn(SessionId) -> f32, now: Instant) {
+        const SPEAKING: f32 = 0.01;
+        let mut speakers: Vec<Speaker> = self
+            .participants
+            .values()
+            .filter_map(|p| match p.publication {
+                Publication::Live(s) => Some((p, level_of(s))),
+                _ => None,
+            })
+            .filter(|(p, level)| {
+                *level >= SPEAKING
+                    && !p
+                        .info
+                        .tracks
+                        .iter()
+                        .any(|t| t.kind == TrackKind::Audio && t.muted)
+            })
+            .map(|(p, level)| Speaker {
+                identity: p.info.identity.clone(),
+                level,
+            })
+            .collect();
+        speakers.sort_by(|a, b| b.level.total_cmp(&a.level));
+        let names: Vec<String> = speakers.iter().map(|s| s.identity.clone()).collect();
+        if names != self.speakers {
+            self.speakers = names;
+            self.broadcast(&ServerMessage::Speakers { speakers }, now);
+        }
+    }
+
+    /// Announces participants whose connection quality changed; `stats`
+    /// gives (connected, rtt ms, loss) of a session.
+    pub fn update_quality(
+        &mut self,
+        stats: &HashMap<SessionId, (bool, Option<f64>, Option<f32>)>,
+        now: Instant,
+    ) {
+        let mut updates = Vec::new();
+        for p in self.participants.values() {
+            let session = match p.publication {
+                Publication::Live(s) => Some(s),
+                _ => p.subscriptions.values().next().copied(),
+            };
+            let Some(&(connected, rtt_ms, loss)) = session.and_then(|s| stats.get(&s)) else {
+                continue;
+            };
+            let quality = Quality::of(connected, rtt_ms, loss);
+            if self.quality.get(&p.info.identity) != Some(&quality) {
+                updates.push(QualityUpdate {
+                    identity: p.info.identity.clone(),
+                    quality,
+                    rtt_ms,
+                    loss,
+                });
+            }
+        }
+        self.quality
+            .retain(|identity, _| self.participants.contains_key(identity));
+        for u in &updates {
+            self.quality.insert(u.identity.clone(), u.quality);
+        }
+        if !updates.is_empty() {
+            self.broadcast(&ServerMessage::ConnectionQuality { updates }, now);
+        }
     }
 
     /// Queues a message for one participant (dropped if it cannot take it).

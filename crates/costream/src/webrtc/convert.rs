@@ -251,6 +251,7 @@ mod tests {
             network_time: arrival,
             keyframe: false,
             contiguous: true,
+            audio_level: None,
             sender_clock: sc,
             data,
         }

@@ -4,6 +4,8 @@
 
 mod convert;
 pub mod http;
+mod levels;
+pub use levels::AudioLevels;
 mod tcp;
 
 use std::collections::HashMap;
@@ -39,6 +41,8 @@ pub struct RtcService {
     pub tcp_addr: Option<SocketAddr>,
     /// `Link` header values naming the ICE servers clients may use.
     pub ice_links: Arc<Vec<String>>,
+    /// Publishers' audio levels (rooms' active speakers).
+    pub levels: AudioLevels,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +160,7 @@ impl RtcService {
             ..RtcHostConfig::new(candidates)
         });
         let (tx, rx) = mpsc::channel(4096);
+        let levels = AudioLevels::default();
         if let Some(listener) = listener {
             tokio::spawn(tcp::accept_loop(listener, tx.clone()));
         }
@@ -169,6 +174,7 @@ impl RtcService {
             sessions: HashMap::new(),
             publishers: HashMap::new(),
             tcp: HashMap::new(),
+            levels: levels.clone(),
         };
         tokio::spawn(task.run(rx));
         Ok(RtcService {
@@ -176,6 +182,7 @@ impl RtcService {
             udp_addr,
             tcp_addr,
             ice_links,
+            levels,
         })
     }
 
@@ -406,6 +413,7 @@ struct Task {
     publishers: HashMap<StreamKey, SessionId>,
     /// Open ICE-TCP connections by client address.
     tcp: HashMap<SocketAddr, tcp::TcpWriter>,
+    levels: AudioLevels,
 }
 
 impl Task {
@@ -494,6 +502,9 @@ impl Task {
                 if s.muted[usize::from(video)] {
                     return;
                 }
+                if let Some(level) = frame.audio_level {
+                    self.levels.update(id, level, now);
+                }
                 if video && frame.keyframe {
                     s.last_keyframe = Some(now);
                     s.broken = false;
@@ -536,6 +547,7 @@ impl Task {
                     return;
                 };
                 tracing::info!(session = %id, stream = %s.key, "WebRTC session closed: {reason:?}");
+                self.levels.remove(id);
                 if let Some(f) = s.forwarder {
                     f.abort();
                 }
