@@ -118,6 +118,8 @@ impl Publisher {
         drop(guard);
         if wake {
             self.stream.wake.notify_waiters();
+        } else {
+            self.stream.audio_wake.notify_waiters();
         }
         Ok(())
     }

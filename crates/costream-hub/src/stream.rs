@@ -23,6 +23,9 @@ pub struct Stream {
     /// in audio-only streams), so a viewer wakes once per picture and takes
     /// the audio queued since with it: one write instead of three.
     pub(crate) wake: Notify,
+    /// Wakes the viewers that want audio at once (conversational WebRTC)
+    /// for each audio frame that does not wake everyone.
+    pub(crate) audio_wake: Notify,
 }
 
 #[derive(Debug)]
@@ -105,6 +108,7 @@ impl Stream {
                 ..Default::default()
             },
             wake: Notify::new(),
+            audio_wake: Notify::new(),
         }
     }
 

@@ -24,6 +24,8 @@ pub struct Subscriber {
     dropped: u64,
     skips: u64,
     coalesce: Duration,
+    /// Woken for each audio frame, not once per picture.
+    audio_wakes: bool,
 }
 
 /// What [`Subscriber::try_recv`] found.
@@ -58,6 +60,7 @@ impl Subscriber {
             dropped: 0,
             skips: 0,
             coalesce: Duration::ZERO,
+            audio_wakes: false,
         })
     }
 
@@ -84,9 +87,20 @@ impl Subscriber {
             let notified = stream.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            let audio = stream.audio_wake.notified();
+            tokio::pin!(audio);
+            if self.audio_wakes {
+                audio.as_mut().enable();
+            }
             match self.try_recv() {
                 TryRecv::Frame(f) => return Some(f),
                 TryRecv::Ended => return None,
+                TryRecv::Empty if self.audio_wakes => {
+                    tokio::select! {
+                        _ = notified => {}
+                        _ = audio => {}
+                    }
+                }
                 TryRecv::Empty => {
                     notified.await;
                     if !self.coalesce.is_zero() {
@@ -96,6 +110,13 @@ impl Subscriber {
                 }
             }
         }
+    }
+
+    /// Wake for every audio frame. By default audio waits for the next
+    /// picture (one write per picture for every viewer); a real-time
+    /// conversation cannot afford those tens of milliseconds.
+    pub fn wake_for_audio(&mut self) {
+        self.audio_wakes = true;
     }
 
     /// After the queue runs dry, wait this long past the next wake before

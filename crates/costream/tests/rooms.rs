@@ -820,6 +820,7 @@ async fn publish_media_at(client: &mut RoomClient, bps: u64, audio_level: Option
             token: None,
             stop: Default::default(),
             audio_level,
+            stamp_audio: false,
         };
         let mut report = PublisherReport::default();
         let started = Instant::now();

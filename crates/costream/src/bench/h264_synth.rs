@@ -68,6 +68,27 @@ pub fn opus_packet(n: u64) -> [u8; 4] {
     [0xfc, 0xff, 0xfe, (n % 250) as u8 + 1]
 }
 
+/// The process's clock origin for send-time stamps.
+pub fn epoch() -> std::time::Instant {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
+}
+
+/// An Opus-looking packet that carries when it was sent (µs since
+/// [`epoch`]), so a receiver in the same process can time the path.
+pub fn stamped_opus_packet(sent: std::time::Instant) -> [u8; 11] {
+    let us = sent.saturating_duration_since(epoch()).as_micros() as u64;
+    let mut p = [0xfc, 0xff, 0xfe, 0, 0, 0, 0, 0, 0, 0, 0];
+    p[3..].copy_from_slice(&us.to_be_bytes());
+    p
+}
+
+/// When a [`stamped_opus_packet`] was sent.
+pub fn opus_stamp(packet: &[u8]) -> Option<std::time::Instant> {
+    let bytes: [u8; 8] = packet.get(3..11)?.try_into().ok()?;
+    Some(epoch() + std::time::Duration::from_micros(u64::from_be_bytes(bytes)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +126,7 @@ mod tests {
         assert_eq!(v.non_idr.len(), 7500);
         assert_eq!(opus_packet(0), [0xfc, 0xff, 0xfe, 1]);
         assert_eq!(opus_packet(499)[3], 250);
+        let t = epoch() + std::time::Duration::from_millis(1234);
+        assert_eq!(opus_stamp(&stamped_opus_packet(t)), Some(t));
     }
 }

@@ -35,6 +35,7 @@ mod play;
 pub(crate) mod probe;
 mod publish;
 mod report;
+pub mod room;
 pub mod rtc_client;
 mod rtc_probe;
 mod rtc_stats;
@@ -106,6 +107,10 @@ pub enum BenchCommand {
     /// Simulate many WebRTC (WHEP) viewers of one stream and report how
     /// they fared, packet loss included.
     Whep(WhepArgs),
+    /// Link-mic rooms under load: publishers in a full mesh through the
+    /// SFU, audience members joining later; join and first-frame times,
+    /// loss, audio path latency and CPU per forwarded stream.
+    Room(RoomArgs),
 }
 
 #[derive(Debug, Args)]
@@ -219,11 +224,45 @@ pub struct WhepArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct RoomArgs {
+    /// The server's HTTP address, http://host:port
+    #[arg(long)]
+    pub url: String,
+    /// The API key tokens are minted with (the server prints its dev key).
+    #[arg(long, env = "COSTREAM_API_KEY")]
+    pub api_key: String,
+    #[arg(long, env = "COSTREAM_API_SECRET", hide_env_values = true)]
+    pub api_secret: String,
+    #[arg(long, default_value_t = 1)]
+    pub rooms: u64,
+    /// Publishers per room; each subscribes to all the others.
+    #[arg(long, default_value_t = 8)]
+    pub publishers: u64,
+    /// Audience members per room, joining after the publishers are live
+    /// and subscribing to all of them.
+    #[arg(long, default_value_t = 1)]
+    pub viewers: u64,
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Video bitrate per publisher.
+    #[arg(long, default_value = "500k", value_parser = units::parse_bitrate)]
+    pub bitrate: u64,
+    #[arg(long, default_value_t = 25.0)]
+    pub fps: f64,
+    /// The server's process id: its CPU use over the run is reported too.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    #[arg(long)]
+    pub json: bool,
+}
+
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Play(a) => play::run(a).await,
         BenchCommand::Whip(a) => whip::run(a).await,
         BenchCommand::Whep(a) => whep::run(a).await,
+        BenchCommand::Room(a) => room::run(a).await,
         BenchCommand::Publish(a) => run_publish(a).await,
         BenchCommand::Probe(a) => {
             let first = probe_first_frame(&a.url, a.timeout).await?;

@@ -131,3 +131,45 @@ async fn bench_whep_reports_refused_offers() {
     assert!(report.errors[0].message.contains("404"));
     assert_eq!(report.errors[0].count, 3);
 }
+
+/// `bench room`: three publishers in a full mesh and one audience member,
+/// against a real server: every subscription connects and gets its video.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_room_forwards_every_publisher_to_everyone() {
+    let mut config = Config::default();
+    config.rtmp.listen = "127.0.0.1:0".parse().unwrap();
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    config.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
+    config.rtc.tcp_listen = None;
+    config.rtc.public_ips = vec!["127.0.0.1".parse().unwrap()];
+    let key = crate::access::ApiKey {
+        key: "bench".into(),
+        secret: "bench-secret-bench-secret".into(),
+    };
+    config.auth.api_keys = vec![key.clone()];
+    let server = Server::start(config).await.expect("server starts");
+    let args = crate::bench::RoomArgs {
+        url: format!("http://{}", server.http_addr),
+        api_key: key.key,
+        api_secret: key.secret,
+        rooms: 1,
+        publishers: 3,
+        viewers: 1,
+        duration: Duration::from_secs(6),
+        bitrate: 300_000,
+        fps: 25.0,
+        server_pid: None,
+        json: false,
+    };
+    let report = crate::bench::room::bench_room(&args).await.unwrap();
+    eprintln!("{}", report.text());
+    assert_eq!(report.participants_failed, 0, "{:?}", report.errors);
+    // Each publisher gets the other two; the viewer gets all three.
+    assert_eq!(report.forwarded_streams, 3 * 2 + 3);
+    assert!(report.loss_percent.unwrap() < 1.0, "{report:?}");
+    let fps = report.video_fps.unwrap();
+    assert!(fps.min >= 15.0, "{fps:?}");
+    let first = report.viewer_first_frame_ms.unwrap();
+    assert!(first.max < 3000.0, "{first:?}");
+    assert!(report.audio_path_ms.unwrap().count > 100);
+}

@@ -90,6 +90,7 @@ async fn publish_all(args: &WhipArgs, stop: Arc<AtomicBool>) -> anyhow::Result<W
         token: args.token.clone(),
         stop,
         audio_level: None,
+        stamp_audio: false,
     });
     let cpu = CpuSampler::start(args.server_pid);
     let mut set = JoinSet::new();

@@ -13,7 +13,7 @@ use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaTime, Mid, Pt};
 use str0m::{Event, IceConnectionState};
 
-use super::h264_synth::{opus_packet, SyntheticVideo};
+use super::h264_synth::{opus_packet, stamped_opus_packet, SyntheticVideo};
 use super::rtc_client::{HttpEndpoint, RtcClientFactory, RtcPeer};
 use super::whep_viewer::CONNECT_TIMEOUT;
 
@@ -38,6 +38,8 @@ pub struct PublishOptions {
     /// The audio level (RFC 6464, dBov: 0 loudest, -127 silence) put on
     /// each Opus packet, if any.
     pub audio_level: Option<i8>,
+    /// Opus packets carry their send time (see `h264_synth::stamped_opus_packet`).
+    pub stamp_audio: bool,
 }
 
 /// What one publisher did. Durations in milliseconds.
@@ -224,7 +226,11 @@ pub async fn send_media(
         if let Some(pt) = audio_pt {
             while t0 + packet_at(n_audio) <= now {
                 let due = t0 + packet_at(n_audio);
-                let packet = opus_packet(n_audio);
+                let packet = if options.stamp_audio {
+                    stamped_opus_packet(Instant::now()).to_vec()
+                } else {
+                    opus_packet(n_audio).to_vec()
+                };
                 let mut writer = peer
                     .rtc()
                     .writer(audio_mid)
@@ -241,7 +247,7 @@ pub async fn send_media(
                             n_audio * AUDIO_SAMPLES_PER_PACKET,
                             Frequency::FORTY_EIGHT_KHZ,
                         ),
-                        packet.to_vec(),
+                        packet.clone(),
                     )
                     .map_err(|e| anyhow!("write audio: {e}"))?;
                 report.audio_packets += 1;

@@ -784,6 +784,7 @@ impl Task {
 /// Moves a WHEP viewer's frames from the hub to the RTC task. If the task
 /// is too busy to take them, the viewer waits for the next keyframe.
 async fn forward(mut sub: Subscriber, session: SessionId, commands: mpsc::Sender<Command>) {
+    sub.wake_for_audio();
     let mut skipping = false;
     while let Some(frame) = sub.recv().await {
         if skipping && !frame.keyframe && !frame.kind.is_config() {
