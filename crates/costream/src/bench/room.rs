@@ -41,6 +41,8 @@ struct Participant {
     subscriptions: Vec<RtcViewerSummary>,
     /// Opus packet send-to-receive times, ms.
     audio_latency_ms: Vec<f64>,
+    /// Subscriptions whose video the server's bandwidth budget paused (at the end).
+    videos_paused: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -55,6 +57,8 @@ pub struct RoomReport {
     /// Subscriptions that connected (forwarded streams).
     pub forwarded_streams: u64,
     pub subscriptions_failed: u64,
+    /// Subscriptions whose video the budget paused (their fps is near 0).
+    pub videos_paused: u64,
     pub join_ms: Option<Summary>,
     /// Audience members: join start to the first remote video frame.
     pub viewer_first_frame_ms: Option<Summary>,
@@ -254,6 +258,18 @@ async fn participant(
         };
     }
     out.first_remote_frame = first_frame.map(|t| t.saturating_duration_since(started));
+    let _ = client.pump(Duration::from_millis(10)).await;
+    let mut paused = std::collections::HashSet::new();
+    for m in &client.log {
+        if let ServerMessage::VideoPaused { identity, paused: p } = m {
+            if *p {
+                paused.insert(identity.clone());
+            } else {
+                paused.remove(identity);
+            }
+        }
+    }
+    out.videos_paused = paused.len() as u64;
     let _ = client.leave().await;
     Ok(())
 }
@@ -332,6 +348,7 @@ impl RoomReport {
             errors: all.iter().filter_map(|p| p.error.clone()).take(5).collect(),
             forwarded_streams: forwarded,
             subscriptions_failed: subs.len() as u64 - forwarded,
+            videos_paused: all.iter().map(|p| p.videos_paused).sum(),
             join_ms: summary(all.iter().filter_map(|p| p.join.map(ms)).collect()),
             viewer_first_frame_ms: first(false),
             publisher_first_frame_ms: first(true),
@@ -366,8 +383,11 @@ impl RoomReport {
             self.duration_s
         );
         out += &format!(
-            "forwarded streams: {} ({} failed); participants failed: {}\n",
-            self.forwarded_streams, self.subscriptions_failed, self.participants_failed
+            "forwarded streams: {} ({} failed, video paused by the budget on {}); participants failed: {}\n",
+            self.forwarded_streams,
+            self.subscriptions_failed,
+            self.videos_paused,
+            self.participants_failed
         );
         for e in &self.errors {
             out += &format!("  error: {e}\n");
