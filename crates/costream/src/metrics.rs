@@ -51,8 +51,14 @@ pub fn handle() -> &'static PrometheusHandle {
 }
 
 /// Renders the Prometheus text, with hub gauges refreshed first.
-pub fn render(hub: &Hub) -> String {
+pub fn render(hub: &Hub, rooms: &crate::room::Rooms) -> String {
     let handle = handle();
+    let list = rooms.list();
+    metrics::gauge!("costream_rooms").set(list.len() as f64);
+    let participants: usize = list.iter().map(|r| r.participants).sum();
+    let publishers: usize = list.iter().map(|r| r.publishers).sum();
+    metrics::gauge!("costream_room_participants").set(participants as f64);
+    metrics::gauge!("costream_room_publishers").set(publishers as f64);
     let streams = hub.streams();
     metrics::gauge!("costream_streams").set(streams.len() as f64);
     for p in Protocol::ALL {

@@ -189,6 +189,17 @@ async fn token_errors_each_give_their_reason() {
     );
     let pong = viewer.request(ClientMessage::Ping).await.unwrap();
     assert!(matches!(pong, ServerMessage::Pong { .. }), "{pong:?}");
+
+    // A room's streams cannot be taken over by WHIP (nor RTMP).
+    let (status, _, body) = http_send(
+        server.http_addr,
+        "POST",
+        "/whip/room.r1/carol",
+        "application/sdp",
+        b"v=0\r\n",
+    )
+    .await;
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
 }
 
 #[tokio::test]
@@ -610,6 +621,13 @@ async fn admin_api_creates_lists_updates_mutes_and_removes() {
     let (status, room) = admin(&server, "GET", "/api/v1/rooms/show", Some(&host), "").await;
     assert_eq!(status, 200, "{room}");
     assert_eq!(room["participants"], 2, "{room}");
+    let (_, metrics) = http_get(server.http_addr, "/metrics").await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(metrics.contains("costream_rooms 1"), "{metrics}");
+    assert!(
+        metrics.contains("costream_room_participants 2"),
+        "{metrics}"
+    );
 
     // Role change: bob may publish now.
     let (status, p) = admin(

@@ -261,7 +261,11 @@ async fn participant(
     let _ = client.pump(Duration::from_millis(10)).await;
     let mut paused = std::collections::HashSet::new();
     for m in &client.log {
-        if let ServerMessage::VideoPaused { identity, paused: p } = m {
+        if let ServerMessage::VideoPaused {
+            identity,
+            paused: p,
+        } = m
+        {
             if *p {
                 paused.insert(identity.clone());
             } else {

@@ -75,7 +75,7 @@ async fn sdk() -> Response {
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::render(&state.hub),
+        crate::metrics::render(&state.hub, &state.rooms),
     )
         .into_response()
 }

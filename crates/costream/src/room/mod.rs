@@ -19,6 +19,15 @@ pub use state::feed_key;
 
 use crate::access::ApiKey;
 
+/// Why RTMP and WHIP may not publish to a room's streams.
+pub const ROOM_FEED_REFUSAL: &str =
+    "streams under room.* are published by room participants (over /rtc), not by RTMP or WHIP";
+
+/// Whether `key` is a room participant's publication (`room.ROOM/IDENTITY`).
+pub fn is_room_feed(key: &costream_hub::StreamKey) -> bool {
+    key.app().starts_with("room.")
+}
+
 /// The configured API keys, or a development key made for this run (and
 /// printed, so that tokens can be minted for it) when none is configured.
 pub fn api_keys(configured: &[ApiKey]) -> Vec<ApiKey> {

@@ -20,6 +20,12 @@ pub(super) async fn run(
     req: Request,
     state: &Arc<AppState>,
 ) -> anyhow::Result<()> {
+    if crate::room::is_room_feed(&req.key) {
+        let why = crate::room::ROOM_FEED_REFUSAL;
+        tracing::warn!(stream = %req.key, "publish refused: {why}");
+        session.reject_publish(req.stream_id, "NetStream.Publish.BadName", why)?;
+        return flush_and_linger(socket, &mut session).await;
+    }
     if let Some(secret) = &state.config.auth.publish_secret {
         if let Err(e) = verify_publish(secret, &req.key, query_param(Some(&req.query), "token")) {
             tracing::warn!(stream = %req.key, "publish refused: {e}");

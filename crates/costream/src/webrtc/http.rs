@@ -107,6 +107,9 @@ async fn offer(
     let Ok(sdp) = String::from_utf8(body.to_vec()) else {
         return error(StatusCode::BAD_REQUEST, "the SDP offer is not UTF-8 text");
     };
+    if direction == Direction::Publish && crate::room::is_room_feed(&key) {
+        return error(StatusCode::FORBIDDEN, crate::room::ROOM_FEED_REFUSAL);
+    }
     if direction == Direction::Publish {
         if let Some(secret) = &state.config.auth.publish_secret {
             let token = headers
