@@ -37,8 +37,9 @@ pub enum SessionEvent {
     Connected,
     /// A whole depacketized frame from a publisher.
     MediaIn(MediaFrame),
-    /// A viewer asked for a keyframe (RTCP PLI or FIR) on a Play session.
-    KeyframeRequest(KeyframeRequestKind),
+    /// A viewer asked for a keyframe (RTCP PLI or FIR) on a Play session;
+    /// the mid of the track it is for.
+    KeyframeRequest(KeyframeRequestKind, String),
     /// The session is gone (and already removed from the host). This is the
     /// last event of every session, including ones ended with
     /// [`RtcHost::close`](crate::RtcHost::close).

@@ -91,6 +91,155 @@ impl RtcHost {
             SdpOffer::from_sdp_string(offer_sdp).map_err(|e| RtcError::NotSdp(e.to_string()))?;
 
         let mids = sdp::offer_mids(&offer);
+        let (mut rtc, creds) = self.new_rtc(direction, now);
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| RtcError::Negotiation(e.to_string()))?;
+
+        let id = SessionId(self.next_id);
+        let mut session = Session::new(id, direction, rtc, creds.ufrag, now);
+        // Nothing is sent yet: an ICE-lite agent waits for the client's checks.
+        // The first timeout input starts the session's clocks (str0m's own
+        // examples do the same before the first datagram).
+        let mut scratch = VecDeque::new();
+        let started = session.rtc.handle_input(Input::Timeout(now));
+        if let Err(e) = started {
+            return Err(RtcError::Negotiation(e.to_string()));
+        }
+        if let Some(reason) = session.drain(now, &mut scratch) {
+            return Err(RtcError::Negotiation(format!("{reason:?}")));
+        }
+        session.tracks = sdp::usable_tracks(&session.rtc, &mids, direction, offer_sdp)?;
+
+        self.next_id += 1;
+        self.queue.extend(scratch);
+        self.by_ufrag.insert(session.ufrag.clone(), id);
+        self.wake_at(session.deadline(self.config.session_timeout));
+        debug!(session = %id, ?direction, ?session.tracks, "accepted offer");
+        self.sessions.insert(id, session);
+        Ok((id, answer.to_sdp_string()))
+    }
+
+    /// Creates a Play session that this side offers (a room participant's
+    /// subscriber connection, renegotiated as publications come and go). It
+    /// has no media until [`RtcHost::renegotiate`].
+    pub fn create_offerer(&mut self, now: Instant) -> Result<SessionId, RtcError> {
+        if self.sessions.len() >= self.config.max_sessions {
+            return Err(RtcError::TooManySessions(self.config.max_sessions));
+        }
+        let (rtc, creds) = self.new_rtc(Direction::Play, now);
+        let id = SessionId(self.next_id);
+        let mut session = Session::new(id, Direction::Play, rtc, creds.ufrag, now);
+        let mut scratch = VecDeque::new();
+        if let Err(e) = session.rtc.handle_input(Input::Timeout(now)) {
+            return Err(RtcError::Negotiation(e.to_string()));
+        }
+        if let Some(reason) = session.drain(now, &mut scratch) {
+            return Err(RtcError::Negotiation(format!("{reason:?}")));
+        }
+        self.next_id += 1;
+        self.queue.extend(scratch);
+        self.by_ufrag.insert(session.ufrag.clone(), id);
+        self.wake_at(session.deadline(self.config.session_timeout));
+        self.sessions.insert(id, session);
+        Ok(id)
+    }
+
+    /// Adds send-only tracks (kind and stream label each) to a session
+    /// from [`RtcHost::create_offerer`] and makes the `remove` mids
+    /// inactive; returns the offer and the new tracks' mids. One offer at a
+    /// time: the answer must be accepted before the next.
+    pub fn renegotiate(
+        &mut self,
+        session: SessionId,
+        add: &[(MediaKind, String)],
+        remove: &[String],
+        now: Instant,
+    ) -> Result<(String, Vec<String>), RtcError> {
+        let s = self
+            .sessions
+            .get_mut(&session)
+            .ok_or(RtcError::UnknownSession(session))?;
+        if s.pending_offer.is_some() {
+            return Err(RtcError::Negotiation(
+                "the previous offer has not been answered".into(),
+            ));
+        }
+        let mut api = s.rtc.sdp_api();
+        let mut mids = Vec::with_capacity(add.len());
+        for (kind, label) in add {
+            let kind = match kind {
+                MediaKind::Audio => str0m::media::MediaKind::Audio,
+                MediaKind::Video => str0m::media::MediaKind::Video,
+            };
+            let track = format!("{label}-{}", if kind.is_audio() { "a" } else { "v" });
+            let mid = api.add_media(
+                kind,
+                str0m::media::Direction::SendOnly,
+                Some(label.clone()),
+                Some(track),
+                None,
+            );
+            mids.push(mid.to_string());
+        }
+        for mid in remove {
+            api.set_direction(
+                str0m::media::Mid::from(mid.as_str()),
+                str0m::media::Direction::Inactive,
+            );
+        }
+        let (offer, pending) = api
+            .apply()
+            .ok_or_else(|| RtcError::Negotiation("nothing to negotiate".into()))?;
+        s.pending_offer = Some(pending);
+        self.after_mutation(session, now);
+        Ok((offer.to_sdp_string(), mids))
+    }
+
+    /// Applies the client's answer to the last offer of [`RtcHost::renegotiate`].
+    pub fn accept_answer(
+        &mut self,
+        session: SessionId,
+        sdp: &str,
+        now: Instant,
+    ) -> Result<(), RtcError> {
+        if sdp.len() > MAX_OFFER_LEN {
+            return Err(RtcError::OfferTooLarge {
+                len: sdp.len(),
+                max: MAX_OFFER_LEN,
+            });
+        }
+        let s = self
+            .sessions
+            .get_mut(&session)
+            .ok_or(RtcError::UnknownSession(session))?;
+        let pending = s
+            .pending_offer
+            .take()
+            .ok_or_else(|| RtcError::Negotiation("no offer is waiting for an answer".into()))?;
+        let answer = str0m::change::SdpAnswer::from_sdp_string(sdp)
+            .map_err(|e| RtcError::NotSdp(e.to_string()))?;
+        let accepted = s.rtc.sdp_api().accept_answer(pending, answer);
+        self.after_mutation(session, now);
+        accepted.map_err(|e| RtcError::Negotiation(e.to_string()))
+    }
+
+    /// Sends one frame on the track `mid` of a Play session (an offerer's).
+    pub fn write_media_to(
+        &mut self,
+        session: SessionId,
+        mid: &str,
+        media: MediaOut<'_>,
+        now: Instant,
+    ) -> Result<(), RtcError> {
+        let mid = str0m::media::Mid::from(mid);
+        self.write_on(session, Some(mid), media, now)
+    }
+
+    /// A str0m `Rtc` for a new session: ICE-lite, this host's codecs for
+    /// `direction`, its candidates (UDP first).
+    fn new_rtc(&self, direction: Direction, now: Instant) -> (str0m::Rtc, IceCreds) {
         let creds = self.fresh_credentials();
         let mut config = RtcConfig::new()
             .set_ice_lite(true)
@@ -124,33 +273,7 @@ impl RtcHost {
                 Err(e) => warn!(%addr, "unusable ICE-TCP candidate: {e}"),
             }
         }
-        let answer = rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .map_err(|e| RtcError::Negotiation(e.to_string()))?;
-
-        let id = SessionId(self.next_id);
-        let mut session = Session::new(id, direction, rtc, creds.ufrag, now);
-        // Nothing is sent yet: an ICE-lite agent waits for the client's checks.
-        // The first timeout input starts the session's clocks (str0m's own
-        // examples do the same before the first datagram).
-        let mut scratch = VecDeque::new();
-        let started = session.rtc.handle_input(Input::Timeout(now));
-        if let Err(e) = started {
-            return Err(RtcError::Negotiation(e.to_string()));
-        }
-        if let Some(reason) = session.drain(now, &mut scratch) {
-            return Err(RtcError::Negotiation(format!("{reason:?}")));
-        }
-        session.tracks = sdp::usable_tracks(&session.rtc, &mids, direction, offer_sdp)?;
-
-        self.next_id += 1;
-        self.queue.extend(scratch);
-        self.by_ufrag.insert(session.ufrag.clone(), id);
-        self.wake_at(session.deadline(self.config.session_timeout));
-        debug!(session = %id, ?direction, ?session.tracks, "accepted offer");
-        self.sessions.insert(id, session);
-        Ok((id, answer.to_sdp_string()))
+        (rtc, creds)
     }
 
     /// Feeds one datagram received on the shared UDP socket. `destination`
@@ -310,6 +433,16 @@ impl RtcHost {
         media: MediaOut<'_>,
         now: Instant,
     ) -> Result<(), RtcError> {
+        self.write_on(session, None, media, now)
+    }
+
+    fn write_on(
+        &mut self,
+        session: SessionId,
+        mid: Option<str0m::media::Mid>,
+        media: MediaOut<'_>,
+        now: Instant,
+    ) -> Result<(), RtcError> {
         let s = self
             .sessions
             .get_mut(&session)
@@ -324,11 +457,12 @@ impl RtcHost {
             return Err(RtcError::NotConnected(session));
         }
         let kind = media.codec.kind();
-        let mid = match kind {
-            MediaKind::Video => s.tracks.video,
-            MediaKind::Audio => s.tracks.audio,
-        }
-        .ok_or(RtcError::NoTrack { session, kind })?;
+        let mid = mid
+            .or(match kind {
+                MediaKind::Video => s.tracks.video,
+                MediaKind::Audio => s.tracks.audio,
+            })
+            .ok_or(RtcError::NoTrack { session, kind })?;
         let pt =
             sdp::negotiated_pt(&s.rtc, mid, media.codec).ok_or(RtcError::CodecNotNegotiated {
                 session,

@@ -43,6 +43,8 @@ pub(crate) struct Session {
     disconnected_since: Option<Instant>,
     pub stats: SessionStats,
     last_peer_stats: Option<PeerStats>,
+    /// Sessions this side offers: the offer waiting for its answer.
+    pub pending_offer: Option<str0m::change::SdpPendingOffer>,
 }
 
 impl Session {
@@ -58,6 +60,7 @@ impl Session {
             rtc_timeout: now,
             disconnected_since: None,
             stats: SessionStats::default(),
+            pending_offer: None,
             last_peer_stats: None,
         }
     }
@@ -122,10 +125,13 @@ impl Session {
                 return None;
             }
             Event::MediaData(d) => SessionEvent::MediaIn(self.frame(d)?),
-            Event::KeyframeRequest(r) => SessionEvent::KeyframeRequest(match r.kind {
-                S0Keyframe::Pli => KeyframeRequestKind::Pli,
-                S0Keyframe::Fir => KeyframeRequestKind::Fir,
-            }),
+            Event::KeyframeRequest(r) => SessionEvent::KeyframeRequest(
+                match r.kind {
+                    S0Keyframe::Pli => KeyframeRequestKind::Pli,
+                    S0Keyframe::Fir => KeyframeRequestKind::Fir,
+                },
+                r.mid.to_string(),
+            ),
             Event::PeerStats(s) => {
                 self.update_stats(s);
                 return None;

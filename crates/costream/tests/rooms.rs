@@ -512,7 +512,7 @@ async fn dropped_participants_leave_and_returning_ones_resume() {
     let answer = alice
         .request(ClientMessage::Subscribe {
             identity: "carol".into(),
-            sdp,
+            sdp: Some(sdp),
         })
         .await
         .unwrap();
@@ -524,7 +524,7 @@ async fn dropped_participants_leave_and_returning_ones_resume() {
     let answer = alice
         .request(ClientMessage::Subscribe {
             identity: "bob".into(),
-            sdp,
+            sdp: Some(sdp),
         })
         .await
         .unwrap();
@@ -863,7 +863,7 @@ async fn subscribe_counting(
     let answer = client
         .request(ClientMessage::Subscribe {
             identity: identity.into(),
-            sdp,
+            sdp: Some(sdp),
         })
         .await
         .unwrap();
@@ -1015,4 +1015,182 @@ async fn speakers_and_connection_quality_are_announced() {
     )
     .await
     .unwrap();
+}
+
+/// A subscriber connection answered by a str0m peer: offers go in, answers
+/// come out, and video frames are counted per mid.
+struct Answerer {
+    offers: tokio::sync::mpsc::Sender<(String, tokio::sync::oneshot::Sender<String>)>,
+    frames: std::sync::Arc<parking_lot::Mutex<std::collections::HashMap<String, u64>>>,
+    _task: LivePeer,
+}
+
+impl Answerer {
+    fn start() -> Answerer {
+        let factory = RtcClientFactory::default();
+        let mut peer = RtcPeer::answering(&factory, "127.0.0.1".parse().unwrap()).unwrap();
+        let (offers, mut rx) =
+            tokio::sync::mpsc::channel::<(String, tokio::sync::oneshot::Sender<String>)>(4);
+        let frames = std::sync::Arc::new(parking_lot::Mutex::new(std::collections::HashMap::new()));
+        let counts = frames.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                while let Ok((offer, reply)) = rx.try_recv() {
+                    let answer = peer.answer(&offer).unwrap();
+                    let _ = reply.send(answer);
+                }
+                let wake = Instant::now() + Duration::from_millis(20);
+                let stepped = peer
+                    .step(wake, &mut |e| {
+                        if let str0m::Event::MediaData(d) = e {
+                            if d.params.spec().codec == str0m::format::Codec::H264 {
+                                *counts.lock().entry(d.mid.to_string()).or_insert(0) += 1;
+                            }
+                        }
+                    })
+                    .await;
+                if stepped.is_err() {
+                    return;
+                }
+            }
+        });
+        Answerer {
+            offers,
+            frames,
+            _task: LivePeer(task),
+        }
+    }
+
+    /// Answers the next `offer` the client gets; returns its tracks.
+    async fn answer_next(
+        &self,
+        client: &mut RoomClient,
+    ) -> Vec<costream::room::protocol::OfferTrack> {
+        let m = client
+            .wait_for(WAIT, |m| matches!(m, ServerMessage::Offer { .. }))
+            .await
+            .unwrap();
+        let ServerMessage::Offer { sdp, tracks, .. } = m else {
+            unreachable!()
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.offers.send((sdp, tx)).await.unwrap();
+        let answer = rx.await.unwrap();
+        client
+            .send(ClientMessage::Answer { sdp: answer })
+            .await
+            .unwrap();
+        tracks
+    }
+
+    fn frames(&self, mid: &str) -> u64 {
+        self.frames.lock().get(mid).copied().unwrap_or(0)
+    }
+}
+
+fn video_mid(tracks: &[costream::room::protocol::OfferTrack], who: &str) -> String {
+    tracks
+        .iter()
+        .find(|t| t.identity == who && t.kind == costream::room::protocol::TrackKind::Video)
+        .map(|t| t.mid.clone())
+        .unwrap_or_else(|| panic!("no video track of {who} in {tracks:?}"))
+}
+
+/// The subscriber connection: one server-offered peer connection carries
+/// every subscription and is renegotiated when publications come and go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscriber_connection_is_renegotiated_as_publications_come_and_go() {
+    let server = server(|_| {}).await;
+    let mut viewer = join(&server, "re", "viewer", Role::Audience).await;
+    let mut bob = join(&server, "re", "bob", Role::Guest).await;
+    let mut carol = join(&server, "re", "carol", Role::Guest).await;
+    let _bob_media = publish_media(&mut bob, 300_000).await;
+    let _carol_media = publish_media(&mut carol, 300_000).await;
+    let peer = Answerer::start();
+
+    viewer
+        .send(ClientMessage::Subscribe {
+            identity: "bob".into(),
+            sdp: None,
+        })
+        .await
+        .unwrap();
+    let tracks = peer.answer_next(&mut viewer).await;
+    assert_eq!(tracks.len(), 2, "{tracks:?}");
+    let bob_mid = video_mid(&tracks, "bob");
+    viewer
+        .send(ClientMessage::Subscribe {
+            identity: "carol".into(),
+            sdp: None,
+        })
+        .await
+        .unwrap();
+    let tracks = peer.answer_next(&mut viewer).await;
+    let carol_mid = video_mid(&tracks, "carol");
+    assert_ne!(bob_mid, carol_mid);
+
+    // Both flow on their own m-lines of the one connection.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while peer.frames(&bob_mid) < 25 || peer.frames(&carol_mid) < 25 {
+        assert!(
+            Instant::now() < deadline,
+            "frames: {:?}",
+            peer.frames.lock()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // bob stops: the server renegotiates his tracks away; carol goes on.
+    bob.send(ClientMessage::Unpublish).await.unwrap();
+    let tracks = peer.answer_next(&mut viewer).await;
+    assert!(tracks.is_empty(), "a removal adds no tracks: {tracks:?}");
+    let (bob_then, carol_then) = (peer.frames(&bob_mid), peer.frames(&carol_mid));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        peer.frames(&bob_mid) <= bob_then + 1,
+        "bob's track still flows"
+    );
+    assert!(
+        peer.frames(&carol_mid) >= carol_then + 15,
+        "carol's track stopped"
+    );
+
+    // bob is back: a new subscription gets new m-lines.
+    let _bob_media = publish_media(&mut bob, 300_000).await;
+    viewer
+        .wait_for(
+            WAIT,
+            |m| matches!(m, ServerMessage::TrackPublished { identity, .. } if identity == "bob"),
+        )
+        .await
+        .unwrap();
+    viewer
+        .send(ClientMessage::Subscribe {
+            identity: "bob".into(),
+            sdp: None,
+        })
+        .await
+        .unwrap();
+    let tracks = peer.answer_next(&mut viewer).await;
+    let bob_again = video_mid(&tracks, "bob");
+    assert_ne!(bob_again, bob_mid);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while peer.frames(&bob_again) < 25 {
+        assert!(
+            Instant::now() < deadline,
+            "frames: {:?}",
+            peer.frames.lock()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // One connection the whole time: the API shows one subscriber session.
+    let (_, sessions) = http_get(server.http_addr, "/api/v1/webrtc/sessions").await;
+    let sessions: serde_json::Value = serde_json::from_slice(&sessions).unwrap();
+    let shared = sessions["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["direction"] == "room-subscriber")
+        .count();
+    assert_eq!(shared, 1, "{sessions}");
 }

@@ -216,7 +216,7 @@ async fn participant(
             let answer = client
                 .request(ClientMessage::Subscribe {
                     identity: publisher.clone(),
-                    sdp,
+                    sdp: Some(sdp),
                 })
                 .await?;
             let ServerMessage::SubscribeAnswer { sdp, .. } = answer else {

@@ -238,6 +238,46 @@ impl RtcPeer {
         })
     }
 
+    /// A peer that answers offers (a room's subscriber connection, which
+    /// the server offers): no media of its own. `video` and `audio` name no
+    /// m-line; the offers' tracks do.
+    pub fn answering(factory: &RtcClientFactory, local_ip: IpAddr) -> anyhow::Result<Self> {
+        let socket = factory.bind(local_ip)?;
+        let local = socket.local_addr()?;
+        let now = Instant::now();
+        let mut rtc = factory.config().build(now);
+        let candidate = Candidate::host(local, "udp").map_err(|e| anyhow!("ICE candidate: {e}"))?;
+        rtc.add_local_candidate(candidate);
+        Ok(RtcPeer {
+            rtc,
+            socket,
+            local,
+            video: Mid::from("-"),
+            audio: Mid::from("-"),
+            offer: None,
+            pending: None,
+            rtc_timeout: now,
+            sleep: Box::pin(tokio::time::sleep_until(now.into())),
+            sleep_at: now,
+            buf: vec![0; RECV_BUFFER].into_boxed_slice(),
+            udp_bytes_in: 0,
+            udp_bytes_out: 0,
+            dropped_sends: 0,
+        })
+    }
+
+    /// Accepts an offer; returns the answer.
+    pub fn answer(&mut self, offer: &str) -> anyhow::Result<String> {
+        let offer = str0m::change::SdpOffer::from_sdp_string(offer)
+            .map_err(|e| anyhow!("unparsable SDP offer: {e}"))?;
+        let answer = self
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| anyhow!("SDP offer not accepted: {e}"))?;
+        Ok(answer.to_sdp_string())
+    }
+
     /// POSTs the offer to `target` on `endpoint` (WHIP or WHEP), accepts the
     /// SDP answer of a `201 Created` and returns the session's `Location`.
     pub async fn negotiate(

@@ -21,8 +21,16 @@ pub enum ClientMessage {
         sdp: String,
     },
     Unpublish,
+    /// With `sdp`: a peer connection of its own for this publication,
+    /// offered by the client. Without: the publication is added to the
+    /// participant's subscriber connection, which the server (re)offers.
     Subscribe {
         identity: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sdp: Option<String>,
+    },
+    /// The answer to the server's `offer` for the subscriber connection.
+    Answer {
         sdp: String,
     },
     Unsubscribe {
@@ -68,6 +76,7 @@ impl ClientMessage {
             ClientMessage::Publish { .. } => "publish",
             ClientMessage::Unpublish => "unpublish",
             ClientMessage::Subscribe { .. } => "subscribe",
+            ClientMessage::Answer { .. } => "answer",
             ClientMessage::Unsubscribe { .. } => "unsubscribe",
             ClientMessage::Trickle { .. } => "trickle",
             ClientMessage::Mute { .. } => "mute",
@@ -114,6 +123,13 @@ pub struct ParticipantInfo {
     pub metadata: String,
     pub tracks: Vec<TrackInfo>,
     pub connected: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferTrack {
+    pub mid: String,
+    pub identity: String,
+    pub kind: TrackKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -209,6 +225,13 @@ pub enum ServerMessage {
         id: Option<String>,
         session: String,
         sdp: String,
+    },
+    /// The server's offer for the participant's subscriber connection:
+    /// which publication each new m-line carries.
+    Offer {
+        session: String,
+        sdp: String,
+        tracks: Vec<OfferTrack>,
     },
     SubscribeAnswer {
         #[serde(default, skip_serializing_if = "Option::is_none")]

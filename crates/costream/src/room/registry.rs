@@ -2,7 +2,7 @@
 //! state is changed under one lock, and the WebRTC offers are answered
 //! outside it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,9 +11,10 @@ use costream_rtc::{Direction, RtcError, SessionId};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use super::protocol::{ClientMessage, ErrorCode, LeftReason, ServerMessage};
+use super::protocol::{ClientMessage, ErrorCode, LeftReason, OfferTrack, ServerMessage, TrackKind};
 use super::state::{
-    feed_key, offered_tracks, Conn, Outgoing, Publication, Refusal, Room, SessionRef, OUTBOX,
+    feed_key, offered_tracks, Conn, Outgoing, Pause, Publication, Refusal, Room, SessionRef,
+    SharedPc, OUTBOX,
 };
 use crate::access::{ApiKey, Claims};
 use crate::config::RoomsConfig;
@@ -185,15 +186,29 @@ impl Rooms {
         let now = Instant::now();
         match message {
             ClientMessage::Publish { sdp } => self.publish(m, id, sdp).await.map(Some),
-            ClientMessage::Subscribe { identity, sdp } => {
-                self.subscribe(m, id, identity, sdp).await.map(Some)
+            ClientMessage::Subscribe {
+                identity,
+                sdp: Some(sdp),
+            } => self.subscribe(m, id, identity, sdp).await.map(Some),
+            ClientMessage::Subscribe {
+                identity,
+                sdp: None,
+            } => {
+                self.subscribe_shared(m, identity).await?;
+                Ok(None)
+            }
+            ClientMessage::Answer { sdp } => {
+                self.answer_shared(m, sdp).await?;
+                Ok(None)
             }
             ClientMessage::Unsubscribe { identity } => {
                 let ended = self.with_member(m, |_, p| {
+                    p.shared.wanted.remove(&identity);
                     Ok(p.subscriptions
                         .remove(&identity)
                         .map(|s| (identity.clone(), s)))
                 })?;
+                self.spawn_renegotiate(&m.room, &m.identity);
                 if let Some((publisher, session)) = ended {
                     if let Ok(key) = feed_key(&m.room, &publisher) {
                         self.close_sessions(vec![(key, session)]);
@@ -444,6 +459,183 @@ impl Rooms {
         })
     }
 
+    /// Adds a publication to the participant's subscriber connection
+    /// (opening it the first time); the server's offer follows.
+    async fn subscribe_shared(&self, m: &Membership, publisher: String) -> Result<(), Refusal> {
+        let rtc = self.rtc()?.clone();
+        let open = self.with_room(m, |room| {
+            let live = match room.get(&publisher) {
+                None => {
+                    return Err((
+                        ErrorCode::UnknownParticipant,
+                        format!("{publisher} is not in room {}", room.name),
+                    ))
+                }
+                Some(p) => matches!(p.publication, Publication::Live(_)),
+            };
+            if !live {
+                return Err((
+                    ErrorCode::NotPublishing,
+                    format!("{publisher} publishes nothing"),
+                ));
+            }
+            if publisher == m.identity {
+                return Err((
+                    ErrorCode::BadRequest,
+                    "one does not subscribe to oneself".to_string(),
+                ));
+            }
+            let p = room.member(&m.identity, m.conn).ok_or_else(gone)?;
+            if !p.info.grants.subscribe {
+                return Err((
+                    ErrorCode::NotGranted,
+                    "subscribing is not granted".to_string(),
+                ));
+            }
+            p.shared.wanted.insert(publisher.clone());
+            let open = p.shared.session.is_none() && !p.shared.busy;
+            if open {
+                p.shared.busy = true;
+            }
+            Ok(open)
+        })?;
+        if open {
+            let opened = rtc.shared_open().await;
+            let mut rooms = self.inner.rooms.lock();
+            let p = rooms
+                .get_mut(&m.room)
+                .and_then(|r| r.get_mut(&m.identity))
+                .ok_or_else(gone)?;
+            p.shared.busy = false;
+            let (session, closed) = opened.map_err(offer_refusal)?;
+            p.shared.session = Some(session);
+            drop(rooms);
+            let this = self.clone();
+            let (room, identity) = (m.room.clone(), m.identity.clone());
+            tokio::spawn(async move {
+                let _ = closed.await;
+                let mut rooms = this.inner.rooms.lock();
+                if let Some(p) = rooms.get_mut(&room).and_then(|r| r.get_mut(&identity)) {
+                    if p.shared.session == Some(session) {
+                        p.shared = SharedPc::default();
+                    }
+                }
+            });
+        }
+        self.renegotiate(&m.room, &m.identity).await;
+        Ok(())
+    }
+
+    async fn answer_shared(&self, m: &Membership, sdp: String) -> Result<(), Refusal> {
+        let rtc = self.rtc()?.clone();
+        let session = self.with_member(m, |_, p| {
+            p.shared
+                .session
+                .ok_or((ErrorCode::BadRequest, "no offer to answer".to_string()))
+        })?;
+        let answered = rtc.shared_answer(session, sdp).await;
+        let _ = self.with_member(m, |_, p| {
+            p.shared.busy = false;
+            Ok(())
+        });
+        answered.map_err(offer_refusal)?;
+        // Changes that came while the offer was out.
+        self.spawn_renegotiate(&m.room, &m.identity);
+        Ok(())
+    }
+
+    fn spawn_renegotiate(&self, room: &str, identity: &str) {
+        let this = self.clone();
+        let (room, identity) = (room.to_owned(), identity.to_owned());
+        tokio::spawn(async move { this.renegotiate(&room, &identity).await });
+    }
+
+    /// Brings a participant's subscriber connection to what it should
+    /// carry: one offer, when there is a change and no offer is out.
+    async fn renegotiate(&self, room: &str, identity: &str) {
+        let Some(rtc) = self.inner.rtc.clone() else {
+            return;
+        };
+        let plan = {
+            let mut rooms = self.inner.rooms.lock();
+            let Some(p) = rooms.get_mut(room).and_then(|r| r.get_mut(identity)) else {
+                return;
+            };
+            let Some(session) = p.shared.session.filter(|_| !p.shared.busy) else {
+                return;
+            };
+            let (add, remove) = p.shared.diff();
+            if add.is_empty() && remove.is_empty() {
+                return;
+            }
+            p.shared.busy = true;
+            (session, add, remove)
+        };
+        let (session, add, remove) = plan;
+        let keys = |ids: &[String]| -> Vec<_> {
+            ids.iter().filter_map(|i| feed_key(room, i).ok()).collect()
+        };
+        let offered = rtc.shared_update(session, keys(&add), keys(&remove)).await;
+        let mut rooms = self.inner.rooms.lock();
+        let Some(r) = rooms.get_mut(room) else {
+            return;
+        };
+        let Some(p) = r.get_mut(identity) else {
+            return;
+        };
+        for i in &remove {
+            p.shared.offered.remove(i);
+            p.shared.stale.remove(i);
+            p.shared.paused.remove(i);
+        }
+        match offered {
+            Ok(Some((sdp, tracks))) => {
+                let added: BTreeSet<String> =
+                    tracks.iter().map(|t| t.key.stream().to_owned()).collect();
+                for i in &add {
+                    if !added.contains(i) {
+                        // Not live any more: not retried.
+                        p.shared.wanted.remove(i);
+                    }
+                }
+                p.shared.offered.extend(added);
+                let tracks = tracks
+                    .into_iter()
+                    .map(|t| OfferTrack {
+                        mid: t.mid,
+                        identity: t.key.stream().to_owned(),
+                        kind: match t.kind {
+                            costream_rtc::MediaKind::Audio => TrackKind::Audio,
+                            costream_rtc::MediaKind::Video => TrackKind::Video,
+                        },
+                    })
+                    .collect();
+                r.send_to(
+                    identity,
+                    &ServerMessage::Offer {
+                        session: session.0.to_string(),
+                        sdp,
+                        tracks,
+                    },
+                );
+            }
+            Ok(None) => {
+                for i in &add {
+                    p.shared.wanted.remove(i);
+                }
+                p.shared.busy = false;
+            }
+            Err(e) => {
+                for i in &add {
+                    p.shared.wanted.remove(i);
+                }
+                p.shared.busy = false;
+                let (code, message) = offer_refusal(e);
+                r.send_to(identity, &ServerMessage::error(code, message));
+            }
+        }
+    }
+
     async fn trickle(
         &self,
         m: &Membership,
@@ -458,6 +650,7 @@ impl Rooms {
             .ok_or_else(|| (ErrorCode::BadRequest, "no such session".to_string()))?;
         let own = self.with_member(m, |_, p| {
             Ok(p.publication == Publication::Live(session)
+                || p.shared.session == Some(session)
                 || p.subscriptions.values().any(|s| *s == session))
         })?;
         if !own {
@@ -479,11 +672,15 @@ impl Rooms {
         let budget = self.inner.config.subscriber_budget_kbps * 1000;
         let mut close = Vec::new();
         let mut pauses = Vec::new();
+        let mut offers = Vec::new();
         {
             let mut rooms = self.inner.rooms.lock();
             let levels = self.inner.rtc.as_ref().map(|r| r.levels.clone());
             for room in rooms.values_mut() {
                 close.extend(room.expire(now, grace));
+                for identity in room.shared_due() {
+                    offers.push((room.name.clone(), identity));
+                }
                 if let Some(levels) = &levels {
                     room.update_speakers(|s| levels.get(s, now), now);
                 }
@@ -506,10 +703,18 @@ impl Rooms {
             });
         }
         self.close_sessions(close);
+        for (room, identity) in offers {
+            self.spawn_renegotiate(&room, &identity);
+        }
         if let (Some(rtc), false) = (self.inner.rtc.clone(), pauses.is_empty()) {
             tokio::spawn(async move {
-                for (session, paused) in pauses {
-                    rtc.pause_video(session, paused).await;
+                for pause in pauses {
+                    match pause {
+                        Pause::Own(session, paused) => rtc.pause_video(session, paused).await,
+                        Pause::Shared(session, key, paused) => {
+                            rtc.shared_pause(session, key, paused).await
+                        }
+                    }
                 }
             });
         }
@@ -523,8 +728,8 @@ impl Rooms {
             return;
         }
         tokio::spawn(async move {
-            for (key, id) in sessions {
-                rtc.delete(key, id).await;
+            for (_, id) in sessions {
+                rtc.close(id).await;
             }
         });
     }

@@ -29,6 +29,14 @@ const MAX_METADATA: usize = 4096;
 
 pub type Refusal = (ErrorCode, String);
 
+/// A change of the bandwidth budget: a subscription's video paused (true)
+/// or resumed, on its own connection or on the subscriber connection.
+#[derive(Debug, Clone)]
+pub enum Pause {
+    Own(SessionId, bool),
+    Shared(SessionId, StreamKey, bool),
+}
+
 /// A WebRTC session to close: its hub stream and id.
 pub type SessionRef = (StreamKey, SessionId);
 
@@ -65,6 +73,45 @@ pub struct Participant {
     pub subscriptions: HashMap<String, SessionId>,
     /// Subscription sessions whose video the budget paused.
     pub video_paused: HashSet<SessionId>,
+    /// The server-offered subscriber connection, once asked for.
+    pub shared: SharedPc,
+}
+
+/// A participant's subscriber connection: what it should carry, what was
+/// offered, and whether an offer is out.
+#[derive(Debug, Default)]
+pub struct SharedPc {
+    pub session: Option<SessionId>,
+    /// Publications the participant subscribed to through it.
+    pub wanted: BTreeSet<String>,
+    /// Publications its last offer carries.
+    pub offered: BTreeSet<String>,
+    /// Offered publications that ended (and may come back): their tracks
+    /// are replaced at the next offer.
+    pub stale: BTreeSet<String>,
+    /// Publications whose video the budget paused.
+    pub paused: BTreeSet<String>,
+    /// An offer is being made or waits for its answer.
+    pub busy: bool,
+}
+
+impl SharedPc {
+    /// (add, remove) to bring the connection to `wanted`.
+    pub fn diff(&self) -> (Vec<String>, Vec<String>) {
+        let remove: Vec<String> = self
+            .offered
+            .iter()
+            .filter(|i| !self.wanted.contains(*i) || self.stale.contains(*i))
+            .cloned()
+            .collect();
+        let add: Vec<String> = self
+            .wanted
+            .iter()
+            .filter(|i| !self.offered.contains(*i) || self.stale.contains(*i))
+            .cloned()
+            .collect();
+        (add, remove)
+    }
 }
 
 #[derive(Debug)]
@@ -224,6 +271,7 @@ impl Room {
                         publication: Publication::None,
                         subscriptions: HashMap::new(),
                         video_paused: HashSet::new(),
+                        shared: SharedPc::default(),
                     },
                 );
                 false
@@ -283,10 +331,14 @@ impl Room {
         self.requests.remove(identity);
         self.invites.remove(identity);
         let mut close = self.subscription_refs(&p);
+        if let (Some(id), Ok(key)) = (p.shared.session, feed_key(&self.name, identity)) {
+            close.push((key, id));
+        }
         if let Publication::Live(id) = p.publication {
             if let Ok(key) = feed_key(&self.name, identity) {
                 close.push((key, id));
             }
+            self.forget_publication(identity);
             self.broadcast(
                 &ServerMessage::TrackUnpublished {
                     identity: identity.to_owned(),
@@ -323,11 +375,7 @@ impl Room {
 
     /// Applies the bandwidth budget to every subscriber; returns the
     /// subscription sessions whose video is to be paused (true) or resumed.
-    pub fn apply_budget(
-        &mut self,
-        budget_bps: u64,
-        rates: &super::budget::Rates,
-    ) -> Vec<(SessionId, bool)> {
+    pub fn apply_budget(&mut self, budget_bps: u64, rates: &super::budget::Rates) -> Vec<Pause> {
         let mut changes = Vec::new();
         let publishers: HashMap<String, ((u8, u64), u64)> = self
             .participants
@@ -343,29 +391,59 @@ impl Room {
             .collect();
         let mut notes = Vec::new();
         for p in self.participants.values_mut() {
-            let subs: Vec<(&String, SessionId, super::budget::Candidate)> = p
+            // Own-connection subscriptions (Some(session)) and those on the
+            // subscriber connection (None), under one budget.
+            let mut subs: Vec<(String, Option<SessionId>, super::budget::Candidate)> = p
                 .subscriptions
                 .iter()
                 .filter_map(|(publisher, session)| {
                     let &(rank, bps) = publishers.get(publisher)?;
                     let paused = p.video_paused.contains(session);
                     let c = super::budget::Candidate { rank, bps, paused };
-                    Some((publisher, *session, c))
+                    Some((publisher.clone(), Some(*session), c))
                 })
                 .collect();
+            if p.shared.session.is_some() {
+                for publisher in p.shared.offered.difference(&p.shared.stale) {
+                    let Some(&(rank, bps)) = publishers.get(publisher) else {
+                        continue;
+                    };
+                    let paused = p.shared.paused.contains(publisher);
+                    let c = super::budget::Candidate { rank, bps, paused };
+                    subs.push((publisher.clone(), None, c));
+                }
+            }
             let candidates: Vec<_> = subs.iter().map(|s| s.2).collect();
             let keep = super::budget::choose(budget_bps, &candidates);
-            for ((publisher, session, _), keep) in subs.iter().zip(keep) {
+            for ((publisher, session, c), keep) in subs.into_iter().zip(keep) {
                 let paused = !keep;
-                if paused != p.video_paused.contains(session) {
-                    if paused {
-                        p.video_paused.insert(*session);
-                    } else {
-                        p.video_paused.remove(session);
-                    }
-                    changes.push((*session, paused));
-                    notes.push((p.info.identity.clone(), (*publisher).clone(), paused));
+                if paused == c.paused {
+                    continue;
                 }
+                match session {
+                    Some(session) => {
+                        if paused {
+                            p.video_paused.insert(session);
+                        } else {
+                            p.video_paused.remove(&session);
+                        }
+                        changes.push(Pause::Own(session, paused));
+                    }
+                    None => {
+                        let (Some(shared), Ok(key)) =
+                            (p.shared.session, feed_key(&self.name, &publisher))
+                        else {
+                            continue;
+                        };
+                        if paused {
+                            p.shared.paused.insert(publisher.clone());
+                        } else {
+                            p.shared.paused.remove(&publisher);
+                        }
+                        changes.push(Pause::Shared(shared, key, paused));
+                    }
+                }
+                notes.push((p.info.identity.clone(), publisher, paused));
             }
             let live: HashSet<SessionId> = p.subscriptions.values().copied().collect();
             p.video_paused.retain(|s| live.contains(s));
@@ -426,7 +504,10 @@ impl Room {
         for p in self.participants.values() {
             let session = match p.publication {
                 Publication::Live(s) => Some(s),
-                _ => p.subscriptions.values().next().copied(),
+                _ => p
+                    .shared
+                    .session
+                    .or_else(|| p.subscriptions.values().next().copied()),
             };
             let Some(&(connected, rtt_ms, loss)) = session.and_then(|s| stats.get(&s)) else {
                 continue;
@@ -501,6 +582,7 @@ impl Room {
         }
         p.publication = Publication::None;
         p.info.tracks.clear();
+        self.forget_publication(identity);
         self.broadcast(
             &ServerMessage::TrackUnpublished {
                 identity: identity.to_owned(),
@@ -508,6 +590,32 @@ impl Room {
             now,
         );
         Some((feed_key(&self.name, identity).ok()?, id))
+    }
+
+    /// A publication ended: subscriber connections that carry it drop it
+    /// (at their next offer).
+    fn forget_publication(&mut self, identity: &str) {
+        for p in self.participants.values_mut() {
+            let shared = &mut p.shared;
+            shared.wanted.remove(identity);
+            shared.paused.remove(identity);
+            if shared.offered.contains(identity) {
+                shared.stale.insert(identity.to_owned());
+            }
+        }
+    }
+
+    /// Participants whose subscriber connection needs an offer now.
+    pub fn shared_due(&self) -> Vec<String> {
+        self.participants
+            .values()
+            .filter(|p| p.conn.is_some() && !p.shared.busy && p.shared.session.is_some())
+            .filter(|p| {
+                let (add, remove) = p.shared.diff();
+                !add.is_empty() || !remove.is_empty()
+            })
+            .map(|p| p.info.identity.clone())
+            .collect()
     }
 
     /// The publication is up: its tracks are announced.

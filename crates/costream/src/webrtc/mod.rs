@@ -5,7 +5,9 @@
 mod convert;
 pub mod http;
 mod levels;
+mod shared;
 pub use levels::AudioLevels;
+pub use shared::OfferedTrack;
 mod tcp;
 
 use std::collections::HashMap;
@@ -83,6 +85,36 @@ enum Command {
     Ended {
         session: SessionId,
     },
+    /// Opens a shared subscriber session (server-offered).
+    SharedOpen {
+        closed: oneshot::Sender<()>,
+        reply: oneshot::Sender<Result<SessionId, OfferError>>,
+    },
+    /// Adds and removes publications of a shared session: the new offer.
+    SharedUpdate {
+        session: SessionId,
+        add: Vec<StreamKey>,
+        remove: Vec<StreamKey>,
+        reply: oneshot::Sender<SharedOffer>,
+    },
+    /// The client's answer to a shared session's offer.
+    SharedAnswer {
+        session: SessionId,
+        sdp: String,
+        reply: oneshot::Sender<Result<(), OfferError>>,
+    },
+    /// A frame for one publication of a shared session.
+    MediaTo {
+        session: SessionId,
+        out: u32,
+        frame: Arc<Frame>,
+    },
+    /// Pause (or resume) one publication's video in a shared session.
+    SharedPause {
+        session: SessionId,
+        key: StreamKey,
+        paused: bool,
+    },
     /// Stop (or resume) sending video to a viewer (rooms' bandwidth budget).
     PauseVideo {
         session: SessionId,
@@ -110,6 +142,10 @@ enum Command {
         peer: SocketAddr,
     },
 }
+
+/// What a shared session's update gives: the offer and its tracks, or
+/// nothing to negotiate.
+pub type SharedOffer = Result<Option<(String, Vec<OfferedTrack>)>, OfferError>;
 
 /// A session as the API shows it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -175,6 +211,7 @@ impl RtcService {
             publishers: HashMap::new(),
             tcp: HashMap::new(),
             levels: levels.clone(),
+            shared: HashMap::new(),
         };
         tokio::spawn(task.run(rx));
         Ok(RtcService {
@@ -278,6 +315,69 @@ impl RtcService {
                 muted,
             })
             .await;
+    }
+
+    /// Opens a server-offered subscriber session; the receiver completes
+    /// when it ends. Tracks come with [`RtcService::shared_update`].
+    pub async fn shared_open(&self) -> Result<(SessionId, oneshot::Receiver<()>), OfferError> {
+        let (closed, watch) = oneshot::channel();
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::SharedOpen { closed, reply })
+            .await
+            .map_err(|_| OfferError::Stopped)?;
+        let id = rx.await.map_err(|_| OfferError::Stopped)??;
+        Ok((id, watch))
+    }
+
+    /// Adds (those live) and removes publications; the offer to send.
+    pub async fn shared_update(
+        &self,
+        session: SessionId,
+        add: Vec<StreamKey>,
+        remove: Vec<StreamKey>,
+    ) -> SharedOffer {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::SharedUpdate {
+                session,
+                add,
+                remove,
+                reply,
+            })
+            .await
+            .map_err(|_| OfferError::Stopped)?;
+        rx.await.map_err(|_| OfferError::Stopped)?
+    }
+
+    pub async fn shared_answer(&self, session: SessionId, sdp: String) -> Result<(), OfferError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::SharedAnswer {
+                session,
+                sdp,
+                reply,
+            })
+            .await
+            .map_err(|_| OfferError::Stopped)?;
+        rx.await.map_err(|_| OfferError::Stopped)?
+    }
+
+    /// Pauses or resumes one publication's video in a shared session.
+    pub async fn shared_pause(&self, session: SessionId, key: StreamKey, paused: bool) {
+        let _ = self
+            .commands
+            .send(Command::SharedPause {
+                session,
+                key,
+                paused,
+            })
+            .await;
+    }
+
+    /// Ends any session (publish, play or shared subscriber).
+    pub async fn close(&self, session: SessionId) {
+        let _ = self.commands.send(Command::Ended { session }).await;
     }
 
     /// Stops or resumes a viewer's video; audio keeps flowing. Resumed
@@ -414,6 +514,8 @@ struct Task {
     /// Open ICE-TCP connections by client address.
     tcp: HashMap<SocketAddr, tcp::TcpWriter>,
     levels: AudioLevels,
+    /// Shared (server-offered) subscriber sessions.
+    shared: HashMap<SessionId, shared::Shared>,
 }
 
 impl Task {
@@ -470,6 +572,10 @@ impl Task {
     fn event(&mut self, id: SessionId, event: SessionEvent, now: Instant) {
         match event {
             SessionEvent::Connected => {
+                if self.shared_connected(id, now) {
+                    tracing::info!(session = %id, "WebRTC subscriber session connected");
+                    return;
+                }
                 let Some(s) = self.sessions.get_mut(&id) else {
                     return;
                 };
@@ -537,12 +643,18 @@ impl Task {
                     }
                 }
             }
-            SessionEvent::KeyframeRequest(_) => {
-                if let Some(key) = self.sessions.get(&id).map(|s| s.key.clone()) {
+            SessionEvent::KeyframeRequest(_, mid) => {
+                if let Some(key) = self.shared_key_of(id, &mid) {
+                    self.request_publisher_keyframe(&key, now);
+                } else if let Some(key) = self.sessions.get(&id).map(|s| s.key.clone()) {
                     self.request_publisher_keyframe(&key, now);
                 }
             }
             SessionEvent::Closed { reason } => {
+                if self.shared.remove(&id).is_some() {
+                    tracing::info!(session = %id, "WebRTC subscriber session closed: {reason:?}");
+                    return;
+                }
                 let Some(s) = self.sessions.remove(&id) else {
                     return;
                 };
@@ -644,6 +756,34 @@ impl Task {
             Command::Ended { session } => {
                 self.host.close(session);
             }
+            Command::SharedOpen { closed, reply } => {
+                let _ = reply.send(self.shared_open(closed, now));
+            }
+            Command::SharedUpdate {
+                session,
+                add,
+                remove,
+                reply,
+            } => {
+                let _ = reply.send(self.shared_update(session, add, remove, now));
+            }
+            Command::SharedAnswer {
+                session,
+                sdp,
+                reply,
+            } => {
+                let _ = reply.send(self.shared_answer(session, &sdp, now));
+            }
+            Command::MediaTo {
+                session,
+                out,
+                frame,
+            } => self.shared_media(session, out, &frame, now),
+            Command::SharedPause {
+                session,
+                key,
+                paused,
+            } => self.shared_pause(session, &key, paused, now),
             Command::PauseVideo { session, paused } => {
                 let Some(s) = self.sessions.get_mut(&session) else {
                     return;
@@ -682,19 +822,26 @@ impl Task {
                 self.tcp.remove(&peer);
             }
             Command::Sessions { reply } => {
-                let list = self
-                    .sessions
-                    .iter()
-                    .map(|(id, s)| {
-                        let st = self.host.stats(*id);
+                let single = self.sessions.iter().map(|(id, s)| {
+                    let direction = if s.direction == Direction::Publish {
+                        "whip"
+                    } else {
+                        "whep"
+                    };
+                    (*id, s.key.to_string(), direction)
+                });
+                let shared = self
+                    .shared
+                    .keys()
+                    .map(|id| (*id, String::new(), "room-subscriber"));
+                let list = single
+                    .chain(shared)
+                    .map(|(id, stream, direction)| {
+                        let st = self.host.stats(id);
                         SessionInfo {
                             id: id.0.to_string(),
-                            stream: s.key.to_string(),
-                            direction: if s.direction == Direction::Publish {
-                                "whip"
-                            } else {
-                                "whep"
-                            },
+                            stream,
+                            direction,
                             connected: st.as_ref().is_some_and(|x| x.connected),
                             remote: st.as_ref().and_then(|x| x.remote.map(|r| r.to_string())),
                             rtt_ms: st
