@@ -202,6 +202,8 @@ async function joinInPage({ wsUrl, token, timeoutMs }) {
           if (r.first_frame_at !== null) continue;
           const stats = await sub.pc.getStats();
           stats.forEach((s) => {
+            // On the shared subscriber connection, only this subscription's m-lines.
+            if (sub.mids && sub.mids.length && !sub.mids.includes(s.mid)) return;
             if (s.type === 'inbound-rtp' && s.kind === 'video' && s.framesDecoded > 0 && r.first_frame_at === null) {
               r.first_frame_at = performance.now();
             }
@@ -284,10 +286,12 @@ async function waitRemotesInPage({ expected, timeoutMs }) {
 async function measureInPage({ seconds }) {
   const st = window.__rt;
   const room = st.room;
-  async function snapshot(pc) {
+  async function snapshot(pc, mids) {
     const stats = await pc.getStats();
     const s = { at: performance.now(), video: {}, audio: {}, pair: null };
     stats.forEach((r) => {
+      // On the shared subscriber connection, only this subscription's m-lines.
+      if (mids && mids.length && r.type === 'inbound-rtp' && !mids.includes(r.mid)) return;
       if (r.type === 'inbound-rtp' && r.kind === 'video') {
         const c = stats.get(r.codecId);
         Object.assign(s.video, {
@@ -334,9 +338,9 @@ async function measureInPage({ seconds }) {
   const subs = [...room.subscriptions.entries()];
   const presented0 = Object.fromEntries(subs.map(([id]) => [id, st.remotes[id] ? st.remotes[id].presented : 0]));
   const pub = room.publication;
-  const [s0, p0] = await Promise.all([Promise.all(subs.map(([, sub]) => snapshot(sub.pc))), pub && snapshot(pub.pc)]);
+  const [s0, p0] = await Promise.all([Promise.all(subs.map(([, sub]) => snapshot(sub.pc, sub.mids))), pub && snapshot(pub.pc)]);
   await new Promise((r) => setTimeout(r, seconds * 1000));
-  const [s1, p1] = await Promise.all([Promise.all(subs.map(([, sub]) => snapshot(sub.pc))), pub && snapshot(pub.pc)]);
+  const [s1, p1] = await Promise.all([Promise.all(subs.map(([, sub]) => snapshot(sub.pc, sub.mids))), pub && snapshot(pub.pc)]);
   const remotes = {};
   subs.forEach(([id, sub], i) => {
     const a = s0[i];
@@ -360,6 +364,8 @@ async function measureInPage({ seconds }) {
       audio_packets_lost: b.audio.packets_lost,
       presented_frames: (st.remotes[id] ? st.remotes[id].presented : 0) - presented0[id],
       session: sub.session,
+      shared: !!sub.shared,
+      mids: sub.mids || null,
       connection: sub.pc.connectionState,
       pair: b.pair,
     };

@@ -14,6 +14,9 @@
  *   token          access token (JWT); sent as ?access_token=.
  *   room           optional room name; the server checks it against the token.
  *   autoSubscribe  subscribe to every other publisher (default true).
+ *   singleConnection  receive every subscription on one peer connection that the server
+ *                  offers and renegotiates as publications come and go (default true);
+ *                  false: one peer connection per subscription, offered by the page.
  *   preferH264     put H.264 first when publishing, if the browser has it (default true).
  *   reconnect      reconnect within the server's grace period when the socket drops (default true).
  *   iceServers     RTCPeerConnection iceServers (default none: the server gives its candidates).
@@ -25,8 +28,10 @@
  *   publish(stream)           sendonly peer connection for the stream's tracks; resolves with
  *                             `publish_answer`, rejects with a RoomError (code not_granted, ...).
  *   unpublish()               ends the publication (the caller's tracks are not stopped).
- *   subscribe(identity)       one recvonly audio+video peer connection; resolves with the
- *                             subscription {identity, pc, stream, session}.
+ *   subscribe(identity)       resolves with the subscription {identity, pc, stream, session,
+ *                             mids}: its tracks on the subscriber connection (pc is shared by
+ *                             every subscription; mids are its m-lines), or, without
+ *                             singleConnection, a recvonly peer connection of its own.
  *   unsubscribe(identity)
  *   mute(kind, muted = true)  'audio' | 'video': track.enabled and tells the others.
  *   update({name, metadata})  changes one's own name and metadata.
@@ -98,6 +103,7 @@ export class Room {
       token: options.token || '',
       room: options.room || null,
       autoSubscribe: options.autoSubscribe !== false,
+      singleConnection: options.singleConnection !== false,
       preferH264: options.preferH264 !== false,
       reconnect: options.reconnect !== false,
       iceServers: options.iceServers || [],
@@ -122,6 +128,10 @@ export class Room {
     this._lastStream = null; // republished after a reconnect that did not resume
     this._muted = {}; // kind -> bool, as last set by mute()
     this._failures = new Map(); // identity -> failed subscriptions in a row
+    this._subPc = null; // the subscriber connection (singleConnection)
+    this._subSession = null;
+    this._midOwner = new Map(); // mid -> identity, from the server's offers
+    this._offers = Promise.resolve(); // offers are applied one at a time
   }
 
   // ---- events --------------------------------------------------------------
@@ -272,6 +282,7 @@ export class Room {
     this._rejectPending(new RoomError(reason, 'closed'));
     this._closePublication();
     for (const identity of [...this.subscriptions.keys()]) this._closeSubscription(identity, 'closed');
+    this._closeSubPc();
     this._emit('closed', { code, reason });
   }
 
@@ -336,6 +347,7 @@ export class Room {
           // A new participant for the server: our peer connections are gone.
           this._closePublication();
           for (const identity of [...this.subscriptions.keys()]) this._closeSubscription(identity, 'rejoined');
+          this._closeSubPc();
         }
         this._joinedOnce = true;
         this.state = 'connected';
@@ -402,6 +414,11 @@ export class Room {
       }
       case 'error': {
         if (msg.code === 'replaced') this._noReconnect = true;
+        const waiting = msg.id != null && [...this.subscriptions.values()].find((s) => s.requestId === String(msg.id));
+        if (waiting && waiting.fail) {
+          waiting.fail(new RoomError(msg.message, msg.code, msg.request));
+          return;
+        }
         const p = msg.id != null && this._pending.get(String(msg.id));
         if (p) {
           this._pending.delete(String(msg.id));
@@ -411,6 +428,10 @@ export class Room {
         }
         break;
       }
+      case 'offer':
+        // The subscriber connection's (re)negotiation, in order.
+        this._offers = this._offers.then(() => this._applyOffer(msg)).catch((e) => this._emitError(e, 'answer'));
+        return;
       case 'video_paused':
         // The bandwidth budget paused or resumed this subscription's video.
         break;
@@ -443,7 +464,7 @@ export class Room {
     const sub = this.subscriptions.get(identity);
     // A live subscription stays (a new publication follows track_unpublished,
     // which closed the old one); a dead one is replaced.
-    if (sub && !['failed', 'closed'].includes(sub.pc.connectionState)) return;
+    if (sub && (sub.shared || !['failed', 'closed'].includes(sub.pc.connectionState))) return;
     if (sub) this._closeSubscription(identity, 'failed');
     this.subscribe(identity).catch((e) => {
       if (e.code !== 'cancelled' && e.code !== 'closed') this._emitError(e, 'subscribe');
@@ -553,6 +574,7 @@ export class Room {
     const existing = this.subscriptions.get(identity);
     if (existing) return existing.ready;
     if (this.state !== 'connected') return Promise.reject(new RoomError('not connected', 'closed', 'subscribe'));
+    if (this.options.singleConnection) return this._subscribeShared(identity);
     const sub = { identity };
     const pc = this._newPc(sub);
     const audio = pc.addTransceiver('audio', { direction: 'recvonly' });
@@ -594,7 +616,7 @@ export class Room {
   unsubscribe(identity) {
     const sub = this.subscriptions.get(identity);
     if (!sub) return;
-    if (sub.sent) this._send({ type: 'unsubscribe', identity });
+    if (sub.sent || sub.shared) this._send({ type: 'unsubscribe', identity });
     this._closeSubscription(identity, 'unsubscribed');
   }
 
@@ -602,8 +624,107 @@ export class Room {
     const sub = this.subscriptions.get(identity);
     if (!sub) return;
     this.subscriptions.delete(identity);
-    try { sub.pc.close(); } catch (e) { /* ignore */ }
+    if (sub.shared) {
+      // Its m-lines go inactive at the server's next offer.
+      if (sub.fail) sub.fail(new RoomError(`subscription ${reason}`, 'cancelled', 'subscribe'));
+      for (const t of sub.stream.getTracks()) sub.stream.removeTrack(t);
+    } else {
+      try { sub.pc.close(); } catch (e) { /* ignore */ }
+    }
     this._emit('subscription_closed', { identity, reason });
+  }
+
+  // ---- the subscriber connection (singleConnection) ------------------------
+
+  _ensureSubPc() {
+    if (this._subPc) return this._subPc;
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', iceServers: this.options.iceServers });
+    this._subPc = pc;
+    pc.addEventListener('track', (e) => {
+      const identity = this._midOwner.get(e.transceiver.mid);
+      const sub = identity && this.subscriptions.get(identity);
+      if (sub && sub.shared && !sub.stream.getTracks().includes(e.track)) sub.stream.addTrack(e.track);
+    });
+    pc.addEventListener('icecandidate', (e) => {
+      if (e.candidate && e.candidate.candidate && this._subSession != null) this._trickle(this._subSession, e.candidate.candidate);
+    });
+    pc.addEventListener('connectionstatechange', () => {
+      if (pc.connectionState !== 'failed' || this._subPc !== pc) return;
+      // Start over: the server drops its side when ICE times out.
+      const identities = [...this.subscriptions.values()].filter((s) => s.shared).map((s) => s.identity);
+      for (const identity of identities) this._closeSubscription(identity, 'failed');
+      this._closeSubPc();
+      setTimeout(() => {
+        if (this.state === 'connected') for (const identity of identities) this._autoSubscribe(identity);
+      }, 1000);
+    });
+    return pc;
+  }
+
+  _closeSubPc() {
+    const pc = this._subPc;
+    this._subPc = null;
+    this._subSession = null;
+    this._midOwner.clear();
+    if (pc) {
+      try { pc.close(); } catch (e) { /* ignore */ }
+    }
+  }
+
+  /** Asks for a publication on the subscriber connection; resolves when an
+   *  offer carrying it has been answered. */
+  _subscribeShared(identity) {
+    const pc = this._ensureSubPc();
+    const sub = { identity, pc, shared: true, stream: new MediaStream(), mids: [], session: null };
+    sub.requestId = String(this._nextId++);
+    this.subscriptions.set(identity, sub);
+    sub.ready = new Promise((resolve, reject) => {
+      const timer = setTimeout(() => sub.fail(new RoomError(`no offer in ${this.options.timeoutMs} ms`, 'timeout', 'subscribe')), this.options.timeoutMs);
+      sub.done = (v) => {
+        clearTimeout(timer);
+        sub.done = sub.fail = null;
+        resolve(v);
+      };
+      sub.fail = (e) => {
+        clearTimeout(timer);
+        sub.done = sub.fail = null;
+        if (this.subscriptions.get(identity) === sub) this.subscriptions.delete(identity);
+        reject(e);
+      };
+    });
+    sub.ready.catch(() => {}); // callers get the rejection; no unhandled one here
+    if (!this._send({ type: 'subscribe', identity, id: sub.requestId })) {
+      sub.fail(new RoomError('not connected', 'closed', 'subscribe'));
+    }
+    return sub.ready;
+  }
+
+  /** Applies one server offer and answers it; subscriptions whose tracks it
+   *  adds are ready. */
+  async _applyOffer(msg) {
+    const pc = this._ensureSubPc();
+    this._subSession = msg.session;
+    for (const t of msg.tracks || []) this._midOwner.set(t.mid, t.identity);
+    await pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
+    await pc.setLocalDescription(await pc.createAnswer());
+    this._send({ type: 'answer', sdp: pc.localDescription.sdp });
+    const added = new Map();
+    for (const t of msg.tracks || []) {
+      if (!added.has(t.identity)) added.set(t.identity, []);
+      added.get(t.identity).push(t.mid);
+    }
+    for (const [identity, mids] of added) {
+      const sub = this.subscriptions.get(identity);
+      if (!sub || !sub.shared) continue;
+      sub.mids = mids;
+      sub.session = msg.session;
+      // The tracks of these m-lines (ontrack may have come first).
+      for (const tr of pc.getTransceivers()) {
+        if (mids.includes(tr.mid) && !sub.stream.getTracks().includes(tr.receiver.track)) sub.stream.addTrack(tr.receiver.track);
+      }
+      this._emit('track', { identity, stream: sub.stream, pc });
+      if (sub.done) sub.done(sub);
+    }
   }
 
   // ---- controls ------------------------------------------------------------

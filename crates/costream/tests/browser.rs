@@ -338,6 +338,24 @@ async fn chromium_three_participants_see_and_hear_each_other() {
                 f(&r["audio_energy"]) > 0.0,
                 "{me} hears silence from {other}: {out}"
             );
+            // Every remote arrives on the one subscriber connection the
+            // server offered (its own m-lines in it).
+            assert_eq!(r["shared"], true, "{me}: {out}");
+            assert_eq!(
+                r["mids"].as_array().map(|m| m.len()),
+                Some(2),
+                "{me}: {out}"
+            );
         }
+        let sessions: std::collections::BTreeSet<String> = identities
+            .iter()
+            .filter(|o| **o != me)
+            .map(|o| p["remotes"][*o]["session"].to_string())
+            .collect();
+        assert_eq!(
+            sessions.len(),
+            1,
+            "{me}: remotes on several sessions: {out}"
+        );
     }
 }
