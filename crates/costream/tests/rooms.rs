@@ -1194,3 +1194,63 @@ async fn the_subscriber_connection_is_renegotiated_as_publications_come_and_go()
         .count();
     assert_eq!(shared, 1, "{sessions}");
 }
+
+/// The budget on the subscriber connection: four 1 Mbps publications, only
+/// the host's video keeps flowing on its m-line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bandwidth_budget_applies_on_the_subscriber_connection() {
+    let server = server(|_| {}).await;
+    let mut viewer = join(&server, "bs", "viewer", Role::Audience).await;
+    let mut publishers = Vec::new();
+    let mut media = Vec::new();
+    for (i, role) in [Role::Guest, Role::Host, Role::Guest, Role::Guest]
+        .into_iter()
+        .enumerate()
+    {
+        let mut c = join(&server, "bs", &format!("p{i}"), role).await;
+        media.push(publish_media(&mut c, 1_000_000).await);
+        publishers.push(c);
+    }
+    let peer = Answerer::start();
+    let mut mids = std::collections::HashMap::new();
+    for i in 0..4 {
+        let p = format!("p{i}");
+        viewer
+            .send(ClientMessage::Subscribe {
+                identity: p.clone(),
+                sdp: None,
+            })
+            .await
+            .unwrap();
+        let tracks = peer.answer_next(&mut viewer).await;
+        mids.insert(p.clone(), video_mid(&tracks, &p));
+    }
+    let mut paused = Vec::new();
+    while paused.len() < 3 {
+        let m = viewer
+            .wait_for(Duration::from_secs(10), |m| {
+                matches!(m, ServerMessage::VideoPaused { paused: true, .. })
+            })
+            .await
+            .unwrap();
+        if let ServerMessage::VideoPaused { identity, .. } = m {
+            paused.push(identity);
+        }
+    }
+    paused.sort();
+    assert_eq!(paused, ["p0", "p2", "p3"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before: std::collections::HashMap<_, _> = mids
+        .iter()
+        .map(|(p, mid)| (p.clone(), peer.frames(mid)))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (p, mid) in &mids {
+        let n = peer.frames(mid) - before[p];
+        if p == "p1" {
+            assert!(n >= 40, "the host's video: {n} frames in 2 s");
+        } else {
+            assert!(n <= 1, "{p}'s paused video: {n} frames in 2 s");
+        }
+    }
+}

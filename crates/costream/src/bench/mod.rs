@@ -36,6 +36,7 @@ pub(crate) mod probe;
 mod publish;
 mod report;
 pub mod room;
+mod room_subscriber;
 pub mod rtc_client;
 mod rtc_probe;
 mod rtc_stats;
@@ -250,6 +251,10 @@ pub struct RoomArgs {
     pub bitrate: u64,
     #[arg(long, default_value_t = 25.0)]
     pub fps: f64,
+    /// A peer connection per subscription, offered by the client, instead
+    /// of one server-offered subscriber connection per participant.
+    #[arg(long)]
+    pub own_connections: bool,
     /// The server's process id: its CPU use over the run is reported too.
     #[arg(long)]
     pub server_pid: Option<u32>,

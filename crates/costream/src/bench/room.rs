@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 
 use super::cpu::{CpuReport, CpuSampler};
 use super::h264_synth::opus_stamp;
+use super::room_subscriber::SubscriberConnection;
 use super::rtc_client::{HttpEndpoint, RtcClientFactory, RtcPeer};
 use super::rtc_stats::{RtcViewerStats, RtcViewerSummary};
 use super::stats::Summary;
@@ -29,6 +30,9 @@ use crate::room::protocol::{ClientMessage, ServerMessage};
 /// Publishers get this long to go live before the audience joins.
 const WARM_UP: Duration = Duration::from_secs(3);
 const KEYFRAME_INTERVAL: Duration = Duration::from_secs(2);
+/// A new subscriber first gets the cached GOP and the audio beside it (up
+/// to a keyframe interval old); the audio path is timed after that.
+pub(super) const STEADY_AFTER: Duration = Duration::from_millis(2500);
 
 /// What one participant saw.
 #[derive(Debug, Default)]
@@ -47,6 +51,9 @@ struct Participant {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RoomReport {
+    /// Subscriptions on one server-offered connection per participant
+    /// (false: a connection per subscription).
+    pub subscriber_connection: bool,
     pub rooms: u64,
     pub publishers_per_room: u64,
     pub viewers_per_room: u64,
@@ -119,6 +126,7 @@ pub async fn bench_room(args: &RoomArgs) -> anyhow::Result<RoomReport> {
         audio_level: Some(-30),
         stamp_audio: true,
     });
+    let shared = !args.own_connections;
     let mut set = JoinSet::new();
     for r in 0..args.rooms {
         let room = format!("bench-{r}");
@@ -145,7 +153,9 @@ pub async fn bench_room(args: &RoomArgs) -> anyhow::Result<RoomReport> {
                     publisher,
                     ..Default::default()
                 };
-                let run = participant(&url, &endpoint, &factory, &options, deadline, &mut p);
+                let run = participant(
+                    &url, &endpoint, &factory, &options, deadline, shared, &mut p,
+                );
                 if let Err(e) = run.await {
                     p.error = Some(format!("{identity}: {e:#}"));
                 }
@@ -172,6 +182,7 @@ async fn participant(
     factory: &RtcClientFactory,
     options: &PublishOptions,
     deadline: Instant,
+    shared: bool,
     out: &mut Participant,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -208,7 +219,26 @@ async fn participant(
         .map(|p| p.identity.clone())
         .collect();
     let mut subscribed = 0;
+    let mut connection = None;
     loop {
+        if shared {
+            for publisher in pending.drain(..) {
+                if connection.is_none() {
+                    connection = Some(SubscriberConnection::start(
+                        factory,
+                        endpoint.local_ip,
+                        deadline,
+                    )?);
+                }
+                client
+                    .send(ClientMessage::Subscribe {
+                        identity: publisher,
+                        sdp: None,
+                    })
+                    .await?;
+                subscribed += 1;
+            }
+        }
         for publisher in pending.drain(..) {
             let mut peer = RtcPeer::new(factory, endpoint.local_ip, Direction::RecvOnly)?;
             let stats = RtcViewerStats::new(peer.video, peer.audio, false, None);
@@ -231,22 +261,54 @@ async fn participant(
             break;
         }
         let next = client
-            .wait_for(left, |m| matches!(m, ServerMessage::TrackPublished { .. }))
+            .wait_for(left, |m| {
+                matches!(
+                    m,
+                    ServerMessage::TrackPublished { .. } | ServerMessage::Offer { .. }
+                )
+            })
             .await;
         match next {
             Ok(ServerMessage::TrackPublished { identity, .. }) if identity != you.identity => {
                 pending.push(identity)
             }
+            Ok(ServerMessage::Offer { sdp, tracks, .. }) => {
+                let Some(c) = &connection else {
+                    bail!("an offer without a subscriber connection");
+                };
+                let mut new: Vec<(String, String, String)> = Vec::new();
+                for t in &tracks {
+                    let entry = match new.iter_mut().find(|n| n.0 == t.identity) {
+                        Some(e) => e,
+                        None => {
+                            new.push((t.identity.clone(), String::new(), String::new()));
+                            new.last_mut().context("just pushed")?
+                        }
+                    };
+                    match t.kind {
+                        crate::room::protocol::TrackKind::Audio => entry.1 = t.mid.clone(),
+                        crate::room::protocol::TrackKind::Video => entry.2 = t.mid.clone(),
+                    }
+                }
+                let answer = c.answer(sdp, new).await?;
+                client.send(ClientMessage::Answer { sdp: answer }).await?;
+            }
             Ok(_) => {}
             Err(_) => break,
         }
     }
+    let mut results = match connection {
+        Some(c) => c.finish().await,
+        None => Vec::new(),
+    };
     if subscribed == 0 && !out.publisher {
         bail!("nobody to subscribe to");
     }
-    let mut first_frame: Option<Instant> = None;
     while let Some(done) = media.join_next().await {
-        let done = done.context("media task")?;
+        results.push(done.context("media task")?);
+    }
+    let mut first_frame: Option<Instant> = None;
+    for done in results {
         out.subscriptions.extend(done.summary);
         out.audio_latency_ms.extend(done.latency_ms);
         if let Some(e) = done.error {
@@ -279,11 +341,11 @@ async fn participant(
 }
 
 #[derive(Default)]
-struct MediaResult {
-    summary: Option<RtcViewerSummary>,
-    error: Option<String>,
-    latency_ms: Vec<f64>,
-    first_video_at: Option<Instant>,
+pub(super) struct MediaResult {
+    pub summary: Option<RtcViewerSummary>,
+    pub error: Option<String>,
+    pub latency_ms: Vec<f64>,
+    pub first_video_at: Option<Instant>,
 }
 
 /// One subscription until `deadline`: frames, loss and audio path latency.
@@ -292,9 +354,7 @@ async fn receive(mut peer: RtcPeer, mut stats: RtcViewerStats, deadline: Instant
     let mut latency = Vec::new();
     stats.answered_at = Some(Instant::now());
     let mut error = None;
-    // A new subscriber first gets the cached GOP and the audio beside it
-    // (up to a keyframe interval old); the path is timed after that.
-    let steady = Instant::now() + KEYFRAME_INTERVAL + Duration::from_millis(500);
+    let steady = Instant::now() + STEADY_AFTER;
     while Instant::now() < deadline && peer.is_alive() {
         let stepped = peer
             .step(deadline, &mut |e| {
@@ -343,6 +403,7 @@ impl RoomReport {
             )
         };
         RoomReport {
+            subscriber_connection: !args.own_connections,
             rooms: args.rooms,
             publishers_per_room: args.publishers,
             viewers_per_room: args.viewers,
@@ -379,12 +440,17 @@ impl RoomReport {
             })
         };
         let mut out = format!(
-            "rooms: {} x ({} publishers + {} viewers), {} kbit/s video each, {:.0} s\n",
+            "rooms: {} x ({} publishers + {} viewers), {} kbit/s video each, {:.0} s, {}\n",
             self.rooms,
             self.publishers_per_room,
             self.viewers_per_room,
             self.bitrate_bps / 1000,
-            self.duration_s
+            self.duration_s,
+            if self.subscriber_connection {
+                "one subscriber connection each"
+            } else {
+                "a connection per subscription"
+            }
         );
         out += &format!(
             "forwarded streams: {} ({} failed, video paused by the budget on {}); participants failed: {}\n",

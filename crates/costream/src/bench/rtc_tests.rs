@@ -158,6 +158,7 @@ async fn bench_room_forwards_every_publisher_to_everyone() {
         duration: Duration::from_secs(6),
         bitrate: 300_000,
         fps: 25.0,
+        own_connections: false,
         server_pid: None,
         json: false,
     };
