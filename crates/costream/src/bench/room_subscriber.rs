@@ -47,8 +47,25 @@ impl SubscriberConnection {
             let mut tracks: HashMap<String, Track> = HashMap::new();
             let mut connected = false;
             let mut error = None;
+            let mut events: Vec<Event> = Vec::new();
+            let mut open = true;
             while Instant::now() < deadline && peer.is_alive() {
-                while let Ok((sdp, new, reply)) = rx.try_recv() {
+                // An offer is answered as soon as it comes, not at the next wake.
+                let mut collect = |e| events.push(e);
+                let offer = tokio::select! {
+                    offer = rx.recv(), if open => {
+                        open = offer.is_some();
+                        offer
+                    }
+                    stepped = peer.step(deadline, &mut collect) => {
+                        if let Err(e) = stepped {
+                            error = Some(format!("subscriber connection: {e:#}"));
+                            break;
+                        }
+                        None
+                    }
+                };
+                if let Some((sdp, new, reply)) = offer {
                     let answer = peer.answer(&sdp);
                     if answer.is_ok() {
                         for (identity, audio, video) in new {
@@ -74,54 +91,14 @@ impl SubscriberConnection {
                         }
                     }
                     let _ = reply.send(answer);
+                    // Send the answer's consequences (nothing before ICE) now.
+                    if let Err(e) = peer.drain(&mut |e| events.push(e)) {
+                        error = Some(format!("subscriber connection: {e:#}"));
+                        break;
+                    }
                 }
-                let wake = deadline.min(Instant::now() + std::time::Duration::from_millis(20));
-                let stepped = peer
-                    .step(wake, &mut |e| match e {
-                        Event::Connected => {
-                            connected = true;
-                            for t in tracks.values_mut() {
-                                t.stats.on_event(Event::Connected);
-                            }
-                        }
-                        Event::IceConnectionStateChange(s) => {
-                            for t in tracks.values_mut() {
-                                t.stats.on_event(Event::IceConnectionStateChange(s));
-                            }
-                        }
-                        Event::MediaData(d) => {
-                            let Some(t) = tracks
-                                .values_mut()
-                                .find(|t| t.stats.video == d.mid || t.stats.audio == d.mid)
-                            else {
-                                return;
-                            };
-                            if d.mid == t.stats.audio && Instant::now() >= t.steady {
-                                if let Some(sent) = opus_stamp(&d.data) {
-                                    t.latency_ms.push(
-                                        Instant::now()
-                                            .saturating_duration_since(sent)
-                                            .as_secs_f64()
-                                            * 1000.0,
-                                    );
-                                }
-                            }
-                            t.stats.on_event(Event::MediaData(d));
-                        }
-                        Event::MediaIngressStats(s) => {
-                            if let Some(t) = tracks
-                                .values_mut()
-                                .find(|t| t.stats.video == s.mid || t.stats.audio == s.mid)
-                            {
-                                t.stats.on_event(Event::MediaIngressStats(s));
-                            }
-                        }
-                        _ => {}
-                    })
-                    .await;
-                if let Err(e) = stepped {
-                    error = Some(format!("subscriber connection: {e:#}"));
-                    break;
+                for e in events.drain(..) {
+                    on_event(&mut tracks, &mut connected, e);
                 }
             }
             let bytes_each = peer.udp_bytes_in / tracks.len().max(1) as u64;
@@ -155,5 +132,47 @@ impl SubscriberConnection {
 
     pub async fn finish(self) -> Vec<MediaResult> {
         self.task.await.unwrap_or_default()
+    }
+}
+
+/// Routes one event to the publication it is about (or to all of them).
+fn on_event(tracks: &mut HashMap<String, Track>, connected: &mut bool, e: Event) {
+    match e {
+        Event::Connected => {
+            *connected = true;
+            for t in tracks.values_mut() {
+                t.stats.on_event(Event::Connected);
+            }
+        }
+        Event::IceConnectionStateChange(s) => {
+            for t in tracks.values_mut() {
+                t.stats.on_event(Event::IceConnectionStateChange(s));
+            }
+        }
+        Event::MediaData(d) => {
+            let Some(t) = tracks
+                .values_mut()
+                .find(|t| t.stats.video == d.mid || t.stats.audio == d.mid)
+            else {
+                return;
+            };
+            if d.mid == t.stats.audio && Instant::now() >= t.steady {
+                if let Some(sent) = opus_stamp(&d.data) {
+                    t.latency_ms.push(
+                        Instant::now().saturating_duration_since(sent).as_secs_f64() * 1000.0,
+                    );
+                }
+            }
+            t.stats.on_event(Event::MediaData(d));
+        }
+        Event::MediaIngressStats(s) => {
+            if let Some(t) = tracks
+                .values_mut()
+                .find(|t| t.stats.video == s.mid || t.stats.audio == s.mid)
+            {
+                t.stats.on_event(Event::MediaIngressStats(s));
+            }
+        }
+        _ => {}
     }
 }
