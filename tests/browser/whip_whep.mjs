@@ -5,7 +5,7 @@
 //
 //   node whip_whep.mjs [--whip http://127.0.0.1:PORT/whip/live/s] \
 //                      --whep http://127.0.0.1:PORT/whep/live/s \
-//                      [--seconds 6] [--codec h264|vp8|any] [--token TOKEN]
+//                      [--seconds 6] [--codec h264|vp8|any] [--simulcast] [--token TOKEN]
 //                      [--timeout 40] [--whep-wait 5] [--page URL] [--chromium PATH] [--verbose]
 //
 // The viewer's numbers are over the --seconds window that starts at its first
@@ -70,6 +70,7 @@ try {
       whep: { type: 'string' },
       seconds: { type: 'string', default: '6' },
       codec: { type: 'string', default: 'h264' },
+      simulcast: { type: 'boolean', default: false },
       token: { type: 'string' },
       timeout: { type: 'string', default: '40' },
       'whep-wait': { type: 'string', default: '5' },
@@ -174,7 +175,7 @@ async function publishInPage(args) {
   }
 }
 
-async function publishSteps({ url, token, codec, timeoutMs }, out) {
+async function publishSteps({ url, token, codec, simulcast, timeoutMs }, out) {
   const deadline = performance.now() + timeoutMs;
   const left = () => Math.max(0, deadline - performance.now());
   const withTimeout = (p, what) =>
@@ -194,7 +195,15 @@ async function publishSteps({ url, token, codec, timeoutMs }, out) {
 
   const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
   window.__pub = { pc, stream };
-  const vtr = pc.addTransceiver(vt, { direction: 'sendonly', streams: [stream] });
+  // Simulcast: three encodings of the camera (quarter, half and full size).
+  const sendEncodings = simulcast
+    ? [
+        { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150000 },
+        { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500000 },
+        { rid: 'f', maxBitrate: 1500000 },
+      ]
+    : undefined;
+  const vtr = pc.addTransceiver(vt, { direction: 'sendonly', streams: [stream], sendEncodings });
   pc.addTransceiver(at, { direction: 'sendonly', streams: [stream] });
   const caps = RTCRtpSender.getCapabilities('video').codecs;
   out.video_send_codecs = [...new Set(caps.map((c) => c.mimeType))];
@@ -606,7 +615,7 @@ async function main() {
   log('WHIP', whipUrl || '(none: the stream is published otherwise)');
   const published = whipUrl
     ? await pub
-        .evaluate(publishInPage, { url: whipUrl, token: opts.token, codec, timeoutMs: inPageTimeout })
+        .evaluate(publishInPage, { url: whipUrl, token: opts.token, codec, simulcast: opts.simulcast, timeoutMs: inPageTimeout })
         .catch((e) => ({ error: pageError(e) }))
     : {};
   result.publish_status = published.status;

@@ -69,6 +69,8 @@ pub struct MediaFrame {
     /// Audio: the level the sender put in the RTP header (RFC 6464), in
     /// dBov (0 loudest, -127 silence), when it sends one.
     pub audio_level: Option<i8>,
+    /// Simulcast: the encoding (RTP stream id) this frame belongs to.
+    pub rid: Option<String>,
     /// The payload. H.264: Annex B, each NAL unit behind a 4-byte start code
     /// (00 00 00 01), as str0m's depacketizer produces it; the publisher's
     /// SPS/PPS arrive in-band in the same framing. VP8 and Opus: the codec's

@@ -489,6 +489,17 @@ impl RtcHost {
     /// Asks a publisher for a keyframe (RTCP PLI, or FIR if PLI was not
     /// negotiated). Fails before the first video packet arrived.
     pub fn request_keyframe(&mut self, session: SessionId, now: Instant) -> Result<(), RtcError> {
+        self.request_keyframe_of(session, None, now)
+    }
+
+    /// Asks for a keyframe of one simulcast encoding (`rid`), or of the
+    /// only one (`None`).
+    pub fn request_keyframe_of(
+        &mut self,
+        session: SessionId,
+        rid: Option<&str>,
+        now: Instant,
+    ) -> Result<(), RtcError> {
         let s = self
             .sessions
             .get_mut(&session)
@@ -512,7 +523,7 @@ impl RtcHost {
         } else {
             S0Keyframe::Fir
         };
-        let result = writer.request_keyframe(None, kind);
+        let result = writer.request_keyframe(rid.map(str0m::media::Rid::from), kind);
         self.after_mutation(session, now);
         result.map_err(|e| RtcError::Stack(e.to_string()))
     }

@@ -162,6 +162,7 @@ impl Session {
             keyframe: d.is_keyframe(),
             contiguous: d.contiguous,
             audio_level: d.ext_vals.audio_level,
+            rid: d.rid.map(|r| r.to_string()),
             sender_clock: d.last_sender_info.map(|i| SenderClock {
                 ntp_time: i.ntp_time,
                 // The SR carries the low 32 bits of the sender's RTP clock.

@@ -359,3 +359,41 @@ async fn chromium_three_participants_see_and_hear_each_other() {
         );
     }
 }
+
+/// A simulcast publisher (Chromium sending three encodings of its camera):
+/// the hub stream carries one of them, the largest, and a WHEP viewer
+/// decodes it without errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_simulcast_publisher_plays_as_its_largest_encoding() {
+    let server = start_server(|c| {
+        c.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
+        c.rtc.public_ips = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let args: Vec<String> = vec![
+        "--whip".into(),
+        http_url(&server, "/whip/live/sim"),
+        "--whep".into(),
+        http_url(&server, "/whep/live/sim"),
+        "--seconds".into(),
+        "6".into(),
+        "--codec".into(),
+        "h264".into(),
+        "--simulcast".into(),
+        "--timeout".into(),
+        "40".into(),
+    ];
+    let out = run_node_script(WHIP_WHEP, &args, Duration::from_secs(60)).await;
+    assert_eq!(out["ok"], true, "{out}");
+    let video = &out["video"];
+    assert!(f(&video["fps"]) >= 10.0, "video fps below 10: {out}");
+    // The encodings are 160x120, 320x240 and 640x480; the browser may not
+    // send the largest until its bandwidth estimate allows, so the stream
+    // carries one of the two larger.
+    let size = (u(&video["width"]), u(&video["height"]));
+    assert!(
+        size == (640, 480) || size == (320, 240),
+        "decoded {size:?}: {out}"
+    );
+    eprintln!("simulcast: the viewer decoded {size:?}");
+}

@@ -36,6 +36,12 @@ struct TrackClock {
 }
 
 impl IngestClock {
+    /// The video track starts over (a simulcast publisher's hub stream
+    /// moved to another encoding, with its own RTP clock).
+    pub fn restart_video(&mut self) {
+        self.video = None;
+    }
+
     /// Hub frames for one received WebRTC frame (a config may come first).
     /// Video before the first SPS/PPS is dropped: nothing could decode it.
     pub fn convert(&mut self, frame: &MediaFrame) -> Vec<Frame> {
@@ -252,6 +258,7 @@ mod tests {
             keyframe: false,
             contiguous: true,
             audio_level: None,
+            rid: None,
             sender_clock: sc,
             data,
         }

@@ -6,6 +6,7 @@ mod convert;
 pub mod http;
 mod levels;
 mod shared;
+mod simulcast;
 pub use levels::AudioLevels;
 pub use shared::OfferedTrack;
 mod tcp;
@@ -483,6 +484,8 @@ struct Session {
     muted: [bool; 2],
     /// Play sessions: video held back (bandwidth budget).
     video_paused: bool,
+    /// Publish sessions: which simulcast encoding the hub stream carries.
+    layers: simulcast::LayerPick,
     /// Play sessions: video resumes at the next keyframe.
     video_resync: bool,
 }
@@ -611,6 +614,14 @@ impl Task {
                 if let Some(level) = frame.audio_level {
                     self.levels.update(id, level, now);
                 }
+                match s.layers.admit(&frame) {
+                    simulcast::Verdict::Pass => {}
+                    simulcast::Verdict::Drop => return,
+                    simulcast::Verdict::Switched => {
+                        tracing::info!(session = %id, stream = %s.key, rid = ?frame.rid, "simulcast: the stream carries this encoding now");
+                        clock.restart_video();
+                    }
+                }
                 if video && frame.keyframe {
                     s.last_keyframe = Some(now);
                     s.broken = false;
@@ -621,7 +632,9 @@ impl Task {
                 }
                 if video && s.broken {
                     if s.pli_due(now) {
-                        let _ = self.host.request_keyframe(id, now);
+                        for rid in s.layers.targets() {
+                            let _ = self.host.request_keyframe_of(id, rid.as_deref(), now);
+                        }
                     }
                     return;
                 }
@@ -639,7 +652,9 @@ impl Task {
                 {
                     // Joined mid-GOP: nothing decodes until the next keyframe.
                     if s.pli_due(now) {
-                        let _ = self.host.request_keyframe(id, now);
+                        for rid in s.layers.targets() {
+                            let _ = self.host.request_keyframe_of(id, rid.as_deref(), now);
+                        }
                     }
                 }
             }
@@ -693,7 +708,11 @@ impl Task {
             return;
         };
         if p.pli_due(now) {
-            let _ = self.host.request_keyframe(publisher, now);
+            for rid in p.layers.targets() {
+                let _ = self
+                    .host
+                    .request_keyframe_of(publisher, rid.as_deref(), now);
+            }
         }
     }
 
@@ -922,6 +941,7 @@ impl Task {
                 muted: [false; 2],
                 video_paused: false,
                 video_resync: false,
+                layers: simulcast::LayerPick::default(),
             },
         );
         Ok((id, answer))
