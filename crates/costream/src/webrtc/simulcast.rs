@@ -144,7 +144,7 @@ mod tests {
         ue(&mut bits, 14); // pic_height_in_map_units_minus1
         bits.extend([true, true, false, false]); // frame_mbs_only, direct_8x8, cropping, vui
         bits.push(true); // rbsp stop bit
-        while bits.len() % 8 != 0 {
+        while !bits.len().is_multiple_of(8) {
             bits.push(false);
         }
         bits.chunks(8)
