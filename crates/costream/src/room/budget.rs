@@ -15,42 +15,53 @@ const OVERHEAD_PERCENT: u64 = 8;
 const WINDOW: Duration = Duration::from_secs(1);
 
 /// One publication a subscriber receives.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Candidate {
     /// Lower is more important (hosts first, then who published first).
     pub rank: (u8, u64),
-    pub bps: u64,
-    /// Its video is paused now: resuming it needs some headroom, so that a
-    /// rate near the limit does not pause and resume it over and over.
-    pub paused: bool,
+    /// The bitrates it can be received at, best first: its simulcast
+    /// encodings, or just the one stream.
+    pub options: Vec<u64>,
+    /// The option received now; `None` while its video is paused. Moving
+    /// up (or resuming) needs some headroom, so that a rate near the limit
+    /// does not switch back and forth.
+    pub current: Option<usize>,
 }
 
-/// Headroom, in percent, a paused video needs to be resumed.
-const RESUME_HEADROOM: u64 = 15;
+/// Headroom, in percent, moving up to a larger option needs.
+const UPGRADE_HEADROOM: u64 = 15;
 
-/// Which candidates keep their video: in order of importance, as many as
-/// fit in the budget; the most important always keeps its video.
-pub fn choose(budget_bps: u64, candidates: &[Candidate]) -> Vec<bool> {
+/// What each candidate gets: in order of importance, the best option that
+/// still fits in the budget (`None`: its video is paused, and so is every
+/// less important one's); the most important always gets at least its
+/// smallest option.
+pub fn choose(budget_bps: u64, candidates: &[Candidate]) -> Vec<Option<usize>> {
     let mut order: Vec<usize> = (0..candidates.len()).collect();
     order.sort_by_key(|&i| candidates[i].rank);
-    let mut keep = vec![false; candidates.len()];
+    let mut got = vec![None; candidates.len()];
     // Every paused publication still costs its audio.
     let mut used = AUDIO_BPS * candidates.len() as u64;
     for (n, &i) in order.iter().enumerate() {
-        let c = candidates[i];
-        let extra = (c.bps * (100 + OVERHEAD_PERCENT) / 100).saturating_sub(AUDIO_BPS);
-        let needed = if c.paused {
-            extra * (100 + RESUME_HEADROOM) / 100
-        } else {
-            extra
+        let c = &candidates[i];
+        let extra = |bps: u64| (bps * (100 + OVERHEAD_PERCENT) / 100).saturating_sub(AUDIO_BPS);
+        let fits = c.options.iter().enumerate().find(|&(j, &bps)| {
+            let upgrade = c.current.is_none_or(|cur| j < cur);
+            let needed = if upgrade {
+                extra(bps) * (100 + UPGRADE_HEADROOM) / 100
+            } else {
+                extra(bps)
+            };
+            used + needed <= budget_bps
+        });
+        let pick = match fits {
+            Some((j, _)) => j,
+            None if n == 0 && !c.options.is_empty() => c.options.len() - 1,
+            None => break,
         };
-        if n > 0 && used + needed > budget_bps {
-            break;
-        }
-        keep[i] = true;
-        used += extra;
+        got[i] = Some(pick);
+        used += extra(c.options[pick]);
     }
-    keep
+    got
 }
 
 /// Media bitrates of hub streams, from their byte counters.
@@ -89,6 +100,16 @@ impl Rates {
     pub fn get(&self, key: &StreamKey) -> Option<u64> {
         self.rates.get(key).copied()
     }
+
+    /// The measured simulcast encodings of a publication (`key~sim-RID`).
+    pub fn layers_of(&self, key: &StreamKey) -> Vec<(StreamKey, u64)> {
+        let prefix = format!("{}~sim-", key.stream());
+        self.rates
+            .iter()
+            .filter(|(k, _)| k.app() == key.app() && k.stream().starts_with(&prefix))
+            .map(|(k, bps)| (k.clone(), *bps))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -98,9 +119,13 @@ mod tests {
     fn c(rank: u8, seq: u64, kbps: u64) -> Candidate {
         Candidate {
             rank: (rank, seq),
-            bps: kbps * 1000,
-            paused: false,
+            options: vec![kbps * 1000],
+            current: Some(0),
         }
+    }
+
+    fn on(got: Vec<Option<usize>>) -> Vec<bool> {
+        got.into_iter().map(|g| g.is_some()).collect()
     }
 
     #[test]
@@ -108,35 +133,49 @@ mod tests {
         // Four 800 kbps guests, host first: two fit in 2 Mbps with the
         // others' audio.
         let four = [c(1, 3, 800), c(0, 9, 800), c(1, 1, 800), c(1, 2, 800)];
-        assert_eq!(choose(2_000_000, &four), vec![false, true, true, false]);
+        assert_eq!(on(choose(2_000_000, &four)), vec![false, true, true, false]);
         // Four of 1 Mbps: only the host's video fits.
         let four = four.map(|x| Candidate {
-            bps: 1_000_000,
+            options: vec![1_000_000],
             ..x
         });
-        assert_eq!(choose(2_000_000, &four), vec![false, true, false, false]);
+        assert_eq!(on(choose(2_000_000, &four)), vec![false, true, false, false]);
         // Everything fits.
-        assert_eq!(
-            choose(2_000_000, &[c(1, 1, 500), c(1, 2, 500)]),
-            vec![true, true]
-        );
+        assert_eq!(on(choose(2_000_000, &[c(1, 1, 500), c(1, 2, 500)])), vec![true, true]);
         // Strict order: a small, less important one waits behind a large one.
         assert_eq!(
-            choose(2_000_000, &[c(0, 1, 1500), c(1, 2, 900), c(1, 3, 200)]),
+            on(choose(2_000_000, &[c(0, 1, 1500), c(1, 2, 900), c(1, 3, 200)])),
             vec![true, false, false]
         );
         // The most important keeps its video even over budget.
-        assert_eq!(choose(1_000_000, &[c(0, 1, 3000)]), vec![true]);
+        assert_eq!(on(choose(1_000_000, &[c(0, 1, 3000)])), vec![true]);
         // A paused video resumes only with headroom.
-        let near = [
-            c(0, 1, 800),
-            Candidate {
-                paused: true,
-                ..c(1, 2, 1000)
-            },
-        ];
-        assert_eq!(choose(2_000_000, &near), vec![true, false]);
+        let near = [c(0, 1, 800), Candidate { current: None, ..c(1, 2, 1000) }];
+        assert_eq!(on(choose(2_000_000, &near)), vec![true, false]);
         let near = [c(0, 1, 800), c(1, 2, 1000)];
-        assert_eq!(choose(2_000_000, &near), vec![true, true]);
+        assert_eq!(on(choose(2_000_000, &near)), vec![true, true]);
+    }
+
+    #[test]
+    fn simulcast_encodings_are_chosen_before_pausing() {
+        // Three publishers with 1.5 M / 500 k / 150 k encodings.
+        let layered = |rank: u8, seq: u64| Candidate {
+            rank: (rank, seq),
+            options: vec![1_500_000, 500_000, 150_000],
+            current: Some(0),
+        };
+        // 2 Mbps: the host keeps its best; the next two get what fits.
+        let got = choose(2_000_000, &[layered(1, 2), layered(0, 1), layered(1, 3)]);
+        assert_eq!(got, vec![Some(2), Some(0), Some(2)]);
+        // 1 Mbps: everyone at the smallest but the host at the middle.
+        let got = choose(1_000_000, &[layered(1, 2), layered(0, 1), layered(1, 3)]);
+        assert_eq!(got, vec![Some(2), Some(1), Some(2)]);
+        // Moving up needs headroom; staying does not.
+        let one = |current| Candidate {
+            current,
+            ..layered(0, 1)
+        };
+        assert_eq!(choose(600_000, &[one(Some(1))]), vec![Some(1)]);
+        assert_eq!(choose(600_000, &[one(Some(2))]), vec![Some(2)]);
     }
 }

@@ -587,6 +587,7 @@ impl Rooms {
             p.shared.offered.remove(i);
             p.shared.stale.remove(i);
             p.shared.paused.remove(i);
+            p.shared.sources.remove(i);
         }
         match offered {
             Ok(Some((sdp, tracks))) => {
@@ -686,7 +687,16 @@ impl Rooms {
                 }
             }
             if budget > 0 {
-                let keys: Vec<_> = rooms.values().flat_map(|r| r.publication_keys()).collect();
+                let mut keys: Vec<_> = rooms.values().flat_map(|r| r.publication_keys()).collect();
+                // Their simulcast encodings' streams.
+                keys.extend(
+                    self.inner
+                        .hub
+                        .streams()
+                        .iter()
+                        .map(|s| s.key().clone())
+                        .filter(|k| super::is_room_feed(k) && k.stream().contains("~sim-")),
+                );
                 let mut rates = self.inner.rates.lock();
                 rates.sample(&self.inner.hub, &keys, now);
                 for room in rooms.values_mut() {
@@ -713,6 +723,9 @@ impl Rooms {
                         Pause::Own(session, paused) => rtc.pause_video(session, paused).await,
                         Pause::Shared(session, key, paused) => {
                             rtc.shared_pause(session, key, paused).await
+                        }
+                        Pause::Select(session, key, source) => {
+                            rtc.shared_select(session, key, source).await
                         }
                     }
                 }

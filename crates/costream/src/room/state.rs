@@ -35,6 +35,9 @@ pub type Refusal = (ErrorCode, String);
 pub enum Pause {
     Own(SessionId, bool),
     Shared(SessionId, StreamKey, bool),
+    /// On the subscriber connection, forward this hub stream (a simulcast
+    /// encoding) for the publication.
+    Select(SessionId, StreamKey, StreamKey),
 }
 
 /// A WebRTC session to close: its hub stream and id.
@@ -91,6 +94,9 @@ pub struct SharedPc {
     pub stale: BTreeSet<String>,
     /// Publications whose video the budget paused.
     pub paused: BTreeSet<String>,
+    /// The simulcast encoding forwarded per publication, when the budget
+    /// chose one (otherwise the publication's own stream).
+    pub sources: BTreeMap<String, StreamKey>,
     /// An offer is being made or waits for its answer.
     pub busy: bool,
 }
@@ -377,51 +383,80 @@ impl Room {
     /// subscription sessions whose video is to be paused (true) or resumed.
     pub fn apply_budget(&mut self, budget_bps: u64, rates: &super::budget::Rates) -> Vec<Pause> {
         let mut changes = Vec::new();
-        let publishers: HashMap<String, ((u8, u64), u64)> = self
+        // Per live publication: its rank, its bitrate, and its simulcast
+        // encodings (hub stream and bitrate, best first) if it has any.
+        type Offer = ((u8, u64), u64, Vec<(StreamKey, u64)>);
+        let publishers: HashMap<String, Offer> = self
             .participants
             .values()
             .filter_map(|p| {
                 let Publication::Live(session) = p.publication else {
                     return None;
                 };
-                let bps = rates.get(&feed_key(&self.name, &p.info.identity).ok()?)?;
+                let key = feed_key(&self.name, &p.info.identity).ok()?;
+                let bps = rates.get(&key)?;
+                let mut layers = rates.layers_of(&key);
+                layers.sort_by(|a, b| b.1.cmp(&a.1));
                 let rank = (u8::from(p.info.role != Role::Host), session.0);
-                Some((p.info.identity.clone(), (rank, bps)))
+                Some((p.info.identity.clone(), (rank, bps, layers)))
             })
             .collect();
         let mut notes = Vec::new();
         for p in self.participants.values_mut() {
             // Own-connection subscriptions (Some(session)) and those on the
-            // subscriber connection (None), under one budget.
-            let mut subs: Vec<(String, Option<SessionId>, super::budget::Candidate)> = p
-                .subscriptions
-                .iter()
-                .filter_map(|(publisher, session)| {
-                    let &(rank, bps) = publishers.get(publisher)?;
-                    let paused = p.video_paused.contains(session);
-                    let c = super::budget::Candidate { rank, bps, paused };
-                    Some((publisher.clone(), Some(*session), c))
-                })
-                .collect();
+            // subscriber connection (None, which can take a simulcast
+            // encoding), under one budget.
+            let mut subs: Vec<(String, Option<SessionId>, Vec<StreamKey>, super::budget::Candidate)> =
+                p.subscriptions
+                    .iter()
+                    .filter_map(|(publisher, session)| {
+                        let (rank, bps, _) = publishers.get(publisher)?;
+                        let current = (!p.video_paused.contains(session)).then_some(0);
+                        let c = super::budget::Candidate {
+                            rank: *rank,
+                            options: vec![*bps],
+                            current,
+                        };
+                        Some((publisher.clone(), Some(*session), Vec::new(), c))
+                    })
+                    .collect();
             if p.shared.session.is_some() {
                 for publisher in p.shared.offered.difference(&p.shared.stale) {
-                    let Some(&(rank, bps)) = publishers.get(publisher) else {
+                    let Some((rank, bps, layers)) = publishers.get(publisher) else {
                         continue;
                     };
-                    let paused = p.shared.paused.contains(publisher);
-                    let c = super::budget::Candidate { rank, bps, paused };
-                    subs.push((publisher.clone(), None, c));
+                    let Ok(main) = feed_key(&self.name, publisher) else {
+                        continue;
+                    };
+                    let (sources, options): (Vec<StreamKey>, Vec<u64>) = if layers.is_empty() {
+                        (vec![main.clone()], vec![*bps])
+                    } else {
+                        layers.iter().cloned().unzip()
+                    };
+                    let now_from = p.shared.sources.get(publisher).unwrap_or(&main);
+                    let current = if p.shared.paused.contains(publisher) {
+                        None
+                    } else {
+                        Some(sources.iter().position(|k| k == now_from).unwrap_or(0))
+                    };
+                    let c = super::budget::Candidate {
+                        rank: *rank,
+                        options,
+                        current,
+                    };
+                    subs.push((publisher.clone(), None, sources, c));
                 }
             }
-            let candidates: Vec<_> = subs.iter().map(|s| s.2).collect();
-            let keep = super::budget::choose(budget_bps, &candidates);
-            for ((publisher, session, c), keep) in subs.into_iter().zip(keep) {
-                let paused = !keep;
-                if paused == c.paused {
-                    continue;
-                }
+            let candidates: Vec<_> = subs.iter().map(|s| s.3.clone()).collect();
+            let got = super::budget::choose(budget_bps, &candidates);
+            for ((publisher, session, sources, c), got) in subs.into_iter().zip(got) {
+                let paused = got.is_none();
+                let was_paused = c.current.is_none();
                 match session {
                     Some(session) => {
+                        if paused == was_paused {
+                            continue;
+                        }
                         if paused {
                             p.video_paused.insert(session);
                         } else {
@@ -430,17 +465,28 @@ impl Room {
                         changes.push(Pause::Own(session, paused));
                     }
                     None => {
-                        let (Some(shared), Ok(key)) =
+                        let (Some(shared), Ok(main)) =
                             (p.shared.session, feed_key(&self.name, &publisher))
                         else {
                             continue;
                         };
+                        if let Some(source) = got.and_then(|j| sources.get(j)) {
+                            let from = p.shared.sources.get(&publisher).unwrap_or(&main);
+                            if from != source {
+                                tracing::debug!(room = %self.name, subscriber = %p.info.identity, %publisher, %source, "bandwidth budget: encoding");
+                                p.shared.sources.insert(publisher.clone(), source.clone());
+                                changes.push(Pause::Select(shared, main.clone(), source.clone()));
+                            }
+                        }
+                        if paused == was_paused {
+                            continue;
+                        }
                         if paused {
                             p.shared.paused.insert(publisher.clone());
                         } else {
                             p.shared.paused.remove(&publisher);
                         }
-                        changes.push(Pause::Shared(shared, key, paused));
+                        changes.push(Pause::Shared(shared, main, paused));
                     }
                 }
                 notes.push((p.info.identity.clone(), publisher, paused));
@@ -599,6 +645,7 @@ impl Room {
             let shared = &mut p.shared;
             shared.wanted.remove(identity);
             shared.paused.remove(identity);
+            shared.sources.remove(identity);
             if shared.offered.contains(identity) {
                 shared.stale.insert(identity.to_owned());
             }

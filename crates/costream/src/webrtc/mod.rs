@@ -6,7 +6,7 @@ mod convert;
 pub mod http;
 mod levels;
 mod shared;
-mod simulcast;
+pub mod simulcast;
 pub use levels::AudioLevels;
 pub use shared::OfferedTrack;
 mod tcp;
@@ -109,6 +109,13 @@ enum Command {
         session: SessionId,
         out: u32,
         frame: Arc<Frame>,
+    },
+    /// Forward another hub stream (a simulcast encoding) for a publication
+    /// of a shared session.
+    SharedSelect {
+        session: SessionId,
+        key: StreamKey,
+        source: StreamKey,
     },
     /// Pause (or resume) one publication's video in a shared session.
     SharedPause {
@@ -213,6 +220,7 @@ impl RtcService {
             tcp: HashMap::new(),
             levels: levels.clone(),
             shared: HashMap::new(),
+            layer_keys: HashMap::new(),
         };
         tokio::spawn(task.run(rx));
         Ok(RtcService {
@@ -364,6 +372,19 @@ impl RtcService {
         rx.await.map_err(|_| OfferError::Stopped)?
     }
 
+    /// Forwards `source` (a simulcast encoding's hub stream, or `key`
+    /// itself) for the publication `key` of a shared session.
+    pub async fn shared_select(&self, session: SessionId, key: StreamKey, source: StreamKey) {
+        let _ = self
+            .commands
+            .send(Command::SharedSelect {
+                session,
+                key,
+                source,
+            })
+            .await;
+    }
+
     /// Pauses or resumes one publication's video in a shared session.
     pub async fn shared_pause(&self, session: SessionId, key: StreamKey, paused: bool) {
         let _ = self
@@ -486,6 +507,10 @@ struct Session {
     video_paused: bool,
     /// Publish sessions: which simulcast encoding the hub stream carries.
     layers: simulcast::LayerPick,
+    /// Publish sessions: each simulcast encoding as a hub stream of its own
+    /// (`app/stream~sim-RID`, with the audio too), for subscribers that
+    /// get a smaller one.
+    layer_streams: HashMap<String, (Publisher, IngestClock)>,
     /// Play sessions: video resumes at the next keyframe.
     video_resync: bool,
 }
@@ -519,6 +544,8 @@ struct Task {
     levels: AudioLevels,
     /// Shared (server-offered) subscriber sessions.
     shared: HashMap<SessionId, shared::Shared>,
+    /// The publish session and encoding of each simulcast layer stream.
+    layer_keys: HashMap<StreamKey, (SessionId, String)>,
 }
 
 impl Task {
@@ -614,6 +641,14 @@ impl Task {
                 if let Some(level) = frame.audio_level {
                     self.levels.update(id, level, now);
                 }
+                simulcast::feed_layers(
+                    &self.hub,
+                    &mut self.layer_keys,
+                    id,
+                    &s.key,
+                    &mut s.layer_streams,
+                    &frame,
+                );
                 match s.layers.admit(&frame) {
                     simulcast::Verdict::Pass => {}
                     simulcast::Verdict::Drop => return,
@@ -682,6 +717,12 @@ impl Task {
                     if self.publishers.get(&s.key) == Some(&id) {
                         self.publishers.remove(&s.key);
                     }
+                    self.layer_keys.retain(|_, (session, _)| *session != id);
+                    for (_, (publisher, _)) in s.layer_streams {
+                        if matches!(reason, costream_rtc::CloseReason::Local) {
+                            publisher.end();
+                        }
+                    }
                     if let Some((publisher, _)) = s.publisher {
                         // A DELETE is a goodbye; a timeout may be a network
                         // switch, so the grace period applies.
@@ -699,6 +740,14 @@ impl Task {
     /// Asks the WHIP publisher of `key` (if any) for a keyframe, at most
     /// once per `PLI_INTERVAL`.
     fn request_publisher_keyframe(&mut self, key: &StreamKey, now: Instant) {
+        if let Some((session, rid)) = self.layer_keys.get(key).cloned() {
+            if let Some(p) = self.sessions.get_mut(&session) {
+                if p.pli_due(now) {
+                    let _ = self.host.request_keyframe_of(session, Some(&rid), now);
+                }
+            }
+            return;
+        }
         let Some(&publisher) = self.publishers.get(key) else {
             // Not a WHIP stream: a bridge re-encoding it can make one.
             self.bridges.request_keyframe(key);
@@ -803,6 +852,11 @@ impl Task {
                 key,
                 paused,
             } => self.shared_pause(session, &key, paused, now),
+            Command::SharedSelect {
+                session,
+                key,
+                source,
+            } => self.shared_select(session, &key, source, now),
             Command::PauseVideo { session, paused } => {
                 let Some(s) = self.sessions.get_mut(&session) else {
                     return;
@@ -942,6 +996,7 @@ impl Task {
                 video_paused: false,
                 video_resync: false,
                 layers: simulcast::LayerPick::default(),
+                layer_streams: HashMap::new(),
             },
         );
         Ok((id, answer))

@@ -17,6 +17,9 @@ use super::{Command, OfferError, Task};
 /// A publication's two tracks in a shared session.
 pub struct Out {
     pub key: StreamKey,
+    /// The hub stream forwarded: the publication, or one of its simulcast
+    /// encodings (see `simulcast::layer_key`).
+    pub source: StreamKey,
     pub video_mid: String,
     pub audio_mid: String,
     /// Until the track is negotiated and the session connected.
@@ -140,6 +143,7 @@ impl Task {
             shared.outs.insert(
                 n,
                 Out {
+                    source: key.clone(),
                     key,
                     video_mid: video_mid.clone(),
                     audio_mid: audio_mid.clone(),
@@ -195,7 +199,7 @@ impl Task {
                     *n,
                     self.commands.clone(),
                 )));
-                started.push(out.key.clone());
+                started.push(out.source.clone());
             }
         }
         for key in started {
@@ -252,7 +256,7 @@ impl Task {
             .outs
             .values()
             .find(|o| o.video_mid == mid || o.audio_mid == mid)
-            .map(|o| o.key.clone())
+            .map(|o| o.source.clone())
     }
 
     pub(super) fn shared_pause(
@@ -275,9 +279,46 @@ impl Task {
         o.video_paused = paused;
         if !paused {
             o.video_resync = true;
-            let key = key.clone();
-            self.request_publisher_keyframe(&key, now);
+            let source = o.source.clone();
+            self.request_publisher_keyframe(&source, now);
         }
+    }
+
+    /// Forwards another hub stream (a simulcast encoding) for the
+    /// publication `key`: from its next keyframe, which is asked for.
+    pub(super) fn shared_select(
+        &mut self,
+        session: SessionId,
+        key: &StreamKey,
+        source: StreamKey,
+        now: Instant,
+    ) {
+        let Some(shared) = self.shared.get_mut(&session) else {
+            return;
+        };
+        let connected = shared.connected;
+        let Some((n, o)) = shared.outs.iter_mut().find(|(_, o)| &o.key == key) else {
+            return;
+        };
+        if o.source == source {
+            return;
+        }
+        let Ok(mut sub) = self.bridges.subscribe(&source, Protocol::WebRtc) else {
+            return;
+        };
+        tracing::debug!(%session, stream = %key, from = %o.source, to = %source, "subscriber switches encoding");
+        if let Some(f) = o.forwarder.take() {
+            f.abort();
+        }
+        o.source = source.clone();
+        o.video_resync = true;
+        if connected && o.answered {
+            sub.wake_for_audio();
+            o.forwarder = Some(tokio::spawn(forward(sub, session, *n, self.commands.clone())));
+        } else {
+            o.subscriber = Some(sub);
+        }
+        self.request_publisher_keyframe(&source, now);
     }
 
     pub(super) fn shared_connected(&mut self, session: SessionId, now: Instant) -> bool {

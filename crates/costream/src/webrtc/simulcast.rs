@@ -4,8 +4,10 @@
 
 use std::collections::HashMap;
 
-use costream_hub::{avc, vp8};
-use costream_rtc::{Codec, MediaFrame, MediaKind};
+use costream_hub::{avc, vp8, Hub, Protocol, Publisher, StreamKey};
+use costream_rtc::{Codec, MediaFrame, MediaKind, SessionId};
+
+use super::convert::IngestClock;
 
 #[derive(Default)]
 pub struct LayerPick {
@@ -75,6 +77,57 @@ impl LayerPick {
             (None, false) => self.seen.iter().cloned().map(Some).collect(),
         }
     }
+}
+
+/// Feeds a simulcast publisher's layer streams: each encoding's video to
+/// its own hub stream (created on its first frame), the audio to all.
+pub fn feed_layers(
+    hub: &Hub,
+    layer_keys: &mut HashMap<StreamKey, (SessionId, String)>,
+    session: SessionId,
+    key: &StreamKey,
+    streams: &mut HashMap<String, (Publisher, IngestClock)>,
+    frame: &MediaFrame,
+) {
+    match (frame.kind, frame.rid.as_deref()) {
+        (MediaKind::Video, Some(rid)) => {
+            if !streams.contains_key(rid) {
+                if streams.len() >= MAX_RIDS {
+                    return;
+                }
+                let layer = layer_key(key, rid);
+                match hub.publish(layer.clone(), Protocol::WebRtc) {
+                    Ok(p) => {
+                        tracing::info!(%session, stream = %layer, "simulcast encoding published");
+                        layer_keys.insert(layer, (session, rid.to_owned()));
+                        streams.insert(rid.to_owned(), (p, IngestClock::default()));
+                    }
+                    Err(e) => {
+                        tracing::debug!(%session, "simulcast layer {rid}: {e}");
+                        return;
+                    }
+                }
+            }
+            if let Some((p, clock)) = streams.get_mut(rid) {
+                for f in clock.convert(frame) {
+                    let _ = p.push(f);
+                }
+            }
+        }
+        (MediaKind::Audio, _) => {
+            for (p, clock) in streams.values_mut() {
+                for f in clock.convert(frame) {
+                    let _ = p.push(f);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The hub stream of one encoding of a simulcast publisher.
+pub fn layer_key(key: &StreamKey, rid: &str) -> StreamKey {
+    key.bridged(&format!("sim-{rid}"))
 }
 
 /// The picture width a keyframe announces (H.264: its in-band SPS).
