@@ -73,6 +73,7 @@ try {
       seconds: { type: 'string', default: '6' },
       timeout: { type: 'string', default: '60' },
       browsers: { type: 'string', default: '1' },
+      simulcast: { type: 'boolean', default: false },
       chromium: { type: 'string', default: process.env.CHROMIUM || '/usr/bin/chromium' },
       verbose: { type: 'boolean', default: false },
     },
@@ -143,7 +144,7 @@ for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => finish(false, `ki
 /** Imports the SDK, connects, publishes the fake camera and microphone.
  *  Remote video goes to <video> elements (played: audio is only decoded
  *  when played out); a poller notes each remote's first decoded frame. */
-async function joinInPage({ wsUrl, token, timeoutMs }) {
+async function joinInPage({ wsUrl, token, simulcast, timeoutMs }) {
   const out = {};
   const deadline = performance.now() + timeoutMs;
   const withTimeout = (p, what) =>
@@ -156,15 +157,17 @@ async function joinInPage({ wsUrl, token, timeoutMs }) {
   const describe = (e) => (e && e.code ? `${e.code}: ${e.message}` : String(e && e.message ? e.message : e));
   try {
     const sdk = await withTimeout(import(new URL('/sdk/costream.js', location.href).href), 'import /sdk/costream.js');
-    const st = (window.__rt = { t0: performance.now(), remotes: {}, events: [], stream: null });
-    const room = new sdk.Room({ url: wsUrl, token, autoSubscribe: true });
+    const st = (window.__rt = { t0: performance.now(), remotes: {}, events: [], stream: null, paused: new Set() });
+    const room = new sdk.Room({ url: wsUrl, token, autoSubscribe: true, simulcast });
     st.room = room;
+    // Remotes whose video the server's bandwidth budget paused.
+    room.on('video_paused', (m) => (m.paused ? st.paused.add(m.identity) : st.paused.delete(m.identity)));
     const at = () => Math.round(performance.now() - st.t0);
     for (const type of ['participant_joined', 'participant_left', 'track_published', 'track_unpublished',
-      'subscription_closed', 'error', 'reconnecting', 'reconnected', 'closed']) {
+      'subscription_closed', 'error', 'reconnecting', 'reconnected', 'closed', 'video_paused']) {
       room.on(type, (m) => {
         const e = { at: at(), type };
-        for (const k of ['identity', 'reason', 'code', 'message', 'request']) if (m && m[k] != null) e[k] = m[k];
+        for (const k of ['identity', 'reason', 'code', 'message', 'request', 'paused']) if (m && m[k] != null) e[k] = m[k];
         if (m && m.participant) e.identity = m.participant.identity;
         if (st.events.length < 50) st.events.push(e);
         console.log(`room event ${JSON.stringify(e)}`);
@@ -317,6 +320,13 @@ async function measureInPage({ seconds }) {
       }
       if (r.type === 'outbound-rtp' && r.kind === 'video') {
         const c = stats.get(r.codecId);
+        // One per simulcast encoding.
+        (s.video.encodings = s.video.encodings || []).push({
+          rid: r.rid || null,
+          width: r.frameWidth || 0,
+          height: r.frameHeight || 0,
+          bytes: r.bytesSent || 0,
+        });
         Object.assign(s.video, {
           codec: c && c.mimeType,
           frames_encoded: r.framesEncoded || 0,
@@ -382,9 +392,14 @@ async function measureInPage({ seconds }) {
       encoder: p1.video.encoder,
       audio_packets: (p1.audio.packets_sent || 0) - (p0.audio.packets_sent || 0),
       pair: p1.pair,
+      // Per encoding: size at the end and bitrate over the window.
+      encodings: (p1.video.encodings || []).map((e) => {
+        const before = (p0.video.encodings || []).find((x) => x.rid === e.rid);
+        return { ...e, kbps: Math.round((((e.bytes - (before ? before.bytes : 0)) * 8) / span) / 1000) };
+      }),
     };
   }
-  return { remotes, sent, events: st.events };
+  return { remotes, sent, events: st.events, paused: [...st.paused] };
 }
 
 /** Leaves the room and stops the camera and microphone. */
@@ -453,7 +468,7 @@ async function main() {
   const joinTimeout = Math.max(5000, left() - seconds * 1000 - 15000);
   const joins = await Promise.all(
     pages.map((p, i) =>
-      p.evaluate(joinInPage, { wsUrl, token: tokens[i], timeoutMs: joinTimeout }).catch((e) => ({ error: pageError(e) })),
+      p.evaluate(joinInPage, { wsUrl, token: tokens[i], simulcast: opts.simulcast, timeoutMs: joinTimeout }).catch((e) => ({ error: pageError(e) })),
     ),
   );
   log('joined:', JSON.stringify(joins));
@@ -507,6 +522,7 @@ async function main() {
       camera: j.camera,
       remotes,
       sent: m.sent,
+      video_paused: m.paused || [],
       ...(m.error ? { error: m.error } : {}),
       ...(m.events && m.events.some((e) => e.type === 'error' || e.type === 'closed') ? { events: m.events } : {}),
     };

@@ -18,6 +18,9 @@
  *                  offers and renegotiates as publications come and go (default true);
  *                  false: one peer connection per subscription, offered by the page.
  *   preferH264     put H.264 first when publishing, if the browser has it (default true).
+ *   simulcast      publish video in three encodings (full, half and quarter size), so that the
+ *                  server can give each subscriber the one its bandwidth budget allows
+ *                  (default false; publish(stream, {simulcast}) overrides it).
  *   reconnect      reconnect within the server's grace period when the socket drops (default true).
  *   iceServers     RTCPeerConnection iceServers (default none: the server gives its candidates).
  *   timeoutMs      how long connect() and each request wait for the server (default 15000).
@@ -105,6 +108,7 @@ export class Room {
       autoSubscribe: options.autoSubscribe !== false,
       singleConnection: options.singleConnection !== false,
       preferH264: options.preferH264 !== false,
+      simulcast: !!options.simulcast,
       reconnect: options.reconnect !== false,
       iceServers: options.iceServers || [],
       timeoutMs: options.timeoutMs || 15000,
@@ -530,10 +534,19 @@ export class Room {
     const pc = this._newPc(pub);
     this.publication = pub;
     const preferH264 = options.preferH264 ?? this.options.preferH264;
+    const simulcast = options.simulcast ?? this.options.simulcast;
     try {
       for (const track of stream.getTracks()) {
         if (this._muted[track.kind]) track.enabled = false; // muted before publishing
-        const tr = pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+        const init = { direction: 'sendonly', streams: [stream] };
+        if (track.kind === 'video' && simulcast) {
+          init.sendEncodings = [
+            { rid: 'f', maxBitrate: 1200000 },
+            { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 400000 },
+            { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 120000 },
+          ];
+        }
+        const tr = pc.addTransceiver(track, init);
         if (track.kind === 'video' && preferH264) preferCodec(tr, 'video/H264');
       }
       const sdp = await this._offer(pub);

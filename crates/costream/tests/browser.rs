@@ -397,3 +397,107 @@ async fn chromium_simulcast_publisher_plays_as_its_largest_encoding() {
     );
     eprintln!("simulcast: the viewer decoded {size:?}");
 }
+
+/// Three Chromium participants publishing simulcast (full and half size)
+/// with a budget of 100 kbit/s each: of its two remotes, each participant
+/// gets the more important one on its smallest encoding and the other's
+/// video paused (its audio still flows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_simulcast_room_gives_each_subscriber_an_encoding_that_fits() {
+    let key = costream::access::ApiKey {
+        key: "test".into(),
+        secret: "test-secret-test-secret-0123456789".into(),
+    };
+    let server_key = key.clone();
+    let server = start_server(move |c| {
+        c.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
+        c.rtc.public_ips = vec!["127.0.0.1".parse().unwrap()];
+        c.auth.api_keys = vec![server_key];
+        c.rooms.subscriber_budget_kbps = 100;
+    })
+    .await;
+    let identities = ["alice", "bob", "carol"];
+    let tokens: Vec<String> = identities
+        .iter()
+        .map(|identity| {
+            costream::access::mint(
+                &key,
+                "sim",
+                identity,
+                costream::access::Role::Guest,
+                None,
+                Duration::from_secs(600),
+            )
+            .expect("mint a token")
+        })
+        .collect();
+    let args: Vec<String> = vec![
+        "--http".into(),
+        http_url(&server, ""),
+        "--tokens".into(),
+        tokens.join(","),
+        "--seconds".into(),
+        "6".into(),
+        "--simulcast".into(),
+        "--timeout".into(),
+        "60".into(),
+    ];
+    let out = run_node_script(ROOM, &args, Duration::from_secs(90)).await;
+    assert_eq!(out["ok"], true, "{out}");
+    let participants = out["participants"].as_array().expect("participants");
+    // The widths each publisher's encodings had.
+    let sent: std::collections::HashMap<&str, Vec<u64>> = participants
+        .iter()
+        .map(|p| {
+            let widths = p["sent"]["encodings"]
+                .as_array()
+                .map(|e| {
+                    e.iter()
+                        .map(|e| u(&e["width"]))
+                        .filter(|w| *w > 0)
+                        .collect()
+                })
+                .unwrap_or_default();
+            (p["identity"].as_str().unwrap_or("?"), widths)
+        })
+        .collect();
+    for p in participants {
+        let me = p["identity"].as_str().unwrap_or("?");
+        let paused: Vec<&str> = p["video_paused"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        let (mut playing, mut held) = (0, 0);
+        for other in identities.iter().filter(|o| **o != me) {
+            let r = &p["remotes"][*other];
+            let width = u(&r["width"]);
+            let largest = sent[*other].iter().copied().max().unwrap_or(0);
+            eprintln!(
+                "{me} gets {other}: {width}x{} at {} fps, paused {}; {other} sends widths {:?}",
+                u(&r["height"]),
+                f(&r["fps"]),
+                paused.contains(other),
+                sent[*other]
+            );
+            assert!(sent[*other].len() >= 2, "{other} sent no simulcast: {out}");
+            assert!(
+                u(&r["audio_packets"]) > 0,
+                "{me} gets no audio from {other}: {out}"
+            );
+            if paused.contains(other) {
+                held += 1;
+            } else {
+                assert!(
+                    f(&r["fps"]) >= 10.0,
+                    "{me} decodes {other} below 10 fps: {out}"
+                );
+                assert!(
+                    width < largest,
+                    "{me} decodes {other} at {width}, not a smaller encoding than {largest}: {out}"
+                );
+                playing += 1;
+            }
+        }
+        assert_eq!((playing, held), (1, 1), "{me}: {out}");
+    }
+}

@@ -31,35 +31,49 @@ pub struct Candidate {
 /// Headroom, in percent, moving up to a larger option needs.
 const UPGRADE_HEADROOM: u64 = 15;
 
-/// What each candidate gets: in order of importance, the best option that
-/// still fits in the budget (`None`: its video is paused, and so is every
-/// less important one's); the most important always gets at least its
-/// smallest option.
+/// What each candidate gets (`None`: its video is paused). First, in
+/// order of importance, each gets its smallest option while that fits (the
+/// most important always does; once one does not fit, it and every less
+/// important one are paused); then, in the same order, each moves up to
+/// the best option that still fits. So everybody is seen before anybody is
+/// seen sharp.
 pub fn choose(budget_bps: u64, candidates: &[Candidate]) -> Vec<Option<usize>> {
     let mut order: Vec<usize> = (0..candidates.len()).collect();
     order.sort_by_key(|&i| candidates[i].rank);
+    let extra = |bps: u64| (bps * (100 + OVERHEAD_PERCENT) / 100).saturating_sub(AUDIO_BPS);
+    // Moving up from `current` to option `j` needs headroom.
+    let needed = |c: &Candidate, j: usize| {
+        let e = extra(c.options[j]);
+        if c.current.is_none_or(|cur| j < cur) {
+            e * (100 + UPGRADE_HEADROOM) / 100
+        } else {
+            e
+        }
+    };
     let mut got = vec![None; candidates.len()];
     // Every paused publication still costs its audio.
     let mut used = AUDIO_BPS * candidates.len() as u64;
     for (n, &i) in order.iter().enumerate() {
         let c = &candidates[i];
-        let extra = |bps: u64| (bps * (100 + OVERHEAD_PERCENT) / 100).saturating_sub(AUDIO_BPS);
-        let fits = c.options.iter().enumerate().find(|&(j, &bps)| {
-            let upgrade = c.current.is_none_or(|cur| j < cur);
-            let needed = if upgrade {
-                extra(bps) * (100 + UPGRADE_HEADROOM) / 100
-            } else {
-                extra(bps)
-            };
-            used + needed <= budget_bps
-        });
-        let pick = match fits {
-            Some((j, _)) => j,
-            None if n == 0 && !c.options.is_empty() => c.options.len() - 1,
-            None => break,
+        let Some(lowest) = c.options.len().checked_sub(1) else {
+            break;
         };
-        got[i] = Some(pick);
-        used += extra(c.options[pick]);
+        if n > 0 && used + needed(c, lowest) > budget_bps {
+            break;
+        }
+        got[i] = Some(lowest);
+        used += extra(c.options[lowest]);
+    }
+    for &i in &order {
+        let c = &candidates[i];
+        let Some(at) = got[i] else {
+            break;
+        };
+        let base = used - extra(c.options[at]);
+        if let Some(j) = (0..at).find(|&j| base + needed(c, j) <= budget_bps) {
+            got[i] = Some(j);
+            used = base + extra(c.options[j]);
+        }
     }
     got
 }
@@ -139,18 +153,33 @@ mod tests {
             options: vec![1_000_000],
             ..x
         });
-        assert_eq!(on(choose(2_000_000, &four)), vec![false, true, false, false]);
+        assert_eq!(
+            on(choose(2_000_000, &four)),
+            vec![false, true, false, false]
+        );
         // Everything fits.
-        assert_eq!(on(choose(2_000_000, &[c(1, 1, 500), c(1, 2, 500)])), vec![true, true]);
+        assert_eq!(
+            on(choose(2_000_000, &[c(1, 1, 500), c(1, 2, 500)])),
+            vec![true, true]
+        );
         // Strict order: a small, less important one waits behind a large one.
         assert_eq!(
-            on(choose(2_000_000, &[c(0, 1, 1500), c(1, 2, 900), c(1, 3, 200)])),
+            on(choose(
+                2_000_000,
+                &[c(0, 1, 1500), c(1, 2, 900), c(1, 3, 200)]
+            )),
             vec![true, false, false]
         );
         // The most important keeps its video even over budget.
         assert_eq!(on(choose(1_000_000, &[c(0, 1, 3000)])), vec![true]);
         // A paused video resumes only with headroom.
-        let near = [c(0, 1, 800), Candidate { current: None, ..c(1, 2, 1000) }];
+        let near = [
+            c(0, 1, 800),
+            Candidate {
+                current: None,
+                ..c(1, 2, 1000)
+            },
+        ];
         assert_eq!(on(choose(2_000_000, &near)), vec![true, false]);
         let near = [c(0, 1, 800), c(1, 2, 1000)];
         assert_eq!(on(choose(2_000_000, &near)), vec![true, true]);

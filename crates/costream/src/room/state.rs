@@ -396,7 +396,7 @@ impl Room {
                 let key = feed_key(&self.name, &p.info.identity).ok()?;
                 let bps = rates.get(&key)?;
                 let mut layers = rates.layers_of(&key);
-                layers.sort_by(|a, b| b.1.cmp(&a.1));
+                layers.sort_by_key(|l| std::cmp::Reverse(l.1));
                 let rank = (u8::from(p.info.role != Role::Host), session.0);
                 Some((p.info.identity.clone(), (rank, bps, layers)))
             })
@@ -406,20 +406,25 @@ impl Room {
             // Own-connection subscriptions (Some(session)) and those on the
             // subscriber connection (None, which can take a simulcast
             // encoding), under one budget.
-            let mut subs: Vec<(String, Option<SessionId>, Vec<StreamKey>, super::budget::Candidate)> =
-                p.subscriptions
-                    .iter()
-                    .filter_map(|(publisher, session)| {
-                        let (rank, bps, _) = publishers.get(publisher)?;
-                        let current = (!p.video_paused.contains(session)).then_some(0);
-                        let c = super::budget::Candidate {
-                            rank: *rank,
-                            options: vec![*bps],
-                            current,
-                        };
-                        Some((publisher.clone(), Some(*session), Vec::new(), c))
-                    })
-                    .collect();
+            let mut subs: Vec<(
+                String,
+                Option<SessionId>,
+                Vec<StreamKey>,
+                super::budget::Candidate,
+            )> = p
+                .subscriptions
+                .iter()
+                .filter_map(|(publisher, session)| {
+                    let (rank, bps, _) = publishers.get(publisher)?;
+                    let current = (!p.video_paused.contains(session)).then_some(0);
+                    let c = super::budget::Candidate {
+                        rank: *rank,
+                        options: vec![*bps],
+                        current,
+                    };
+                    Some((publisher.clone(), Some(*session), Vec::new(), c))
+                })
+                .collect();
             if p.shared.session.is_some() {
                 for publisher in p.shared.offered.difference(&p.shared.stale) {
                     let Some((rank, bps, layers)) = publishers.get(publisher) else {

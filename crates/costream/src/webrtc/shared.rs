@@ -314,7 +314,12 @@ impl Task {
         o.video_resync = true;
         if connected && o.answered {
             sub.wake_for_audio();
-            o.forwarder = Some(tokio::spawn(forward(sub, session, *n, self.commands.clone())));
+            o.forwarder = Some(tokio::spawn(forward(
+                sub,
+                session,
+                *n,
+                self.commands.clone(),
+            )));
         } else {
             o.subscriber = Some(sub);
         }
