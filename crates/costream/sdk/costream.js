@@ -181,6 +181,9 @@ export class Room {
   _wsUrl() {
     const url = new URL(this.options.url, globalThis.location ? globalThis.location.href : undefined);
     url.searchParams.set('access_token', this.options.token);
+    // The server subscribes this page to every publication on its subscriber
+    // connection unless told not to.
+    if (!this._serverSubscribes()) url.searchParams.set('auto_subscribe', 'false');
     if (this.options.room) url.searchParams.set('room', this.options.room);
     return url.href;
   }
@@ -462,7 +465,14 @@ export class Room {
     return !!(p && p.tracks && p.tracks.length);
   }
 
+  /** Whether the server adds every publication to the subscriber
+   *  connection by itself (autoSubscribe with singleConnection). */
+  _serverSubscribes() {
+    return this.options.autoSubscribe && this.options.singleConnection;
+  }
+
   _autoSubscribe(identity) {
+    if (this._serverSubscribes()) return;
     if (!this.options.autoSubscribe || !identity || identity === (this.you && this.you.identity)) return;
     if (!this._publishes(identity)) return;
     const sub = this.subscriptions.get(identity);
@@ -727,7 +737,13 @@ export class Room {
       added.get(t.identity).push(t.mid);
     }
     for (const [identity, mids] of added) {
-      const sub = this.subscriptions.get(identity);
+      let sub = this.subscriptions.get(identity);
+      if (!sub && this._serverSubscribes()) {
+        // Subscribed by the server.
+        sub = { identity, pc, shared: true, stream: new MediaStream(), mids: [], session: null };
+        sub.ready = Promise.resolve(sub);
+        this.subscriptions.set(identity, sub);
+      }
       if (!sub || !sub.shared) continue;
       sub.mids = mids;
       sub.session = msg.session;

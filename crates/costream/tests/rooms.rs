@@ -37,8 +37,12 @@ fn token(room: &str, identity: &str, role: Role) -> String {
     mint(&key(), room, identity, role, None, Duration::from_secs(600)).unwrap()
 }
 
+/// Subscriptions only on request (the tests say what they subscribe to).
 fn ws_url(server: &Server, token: &str) -> String {
-    format!("ws://{}/rtc?access_token={token}", server.http_addr)
+    format!(
+        "ws://{}/rtc?access_token={token}&auto_subscribe=false",
+        server.http_addr
+    )
 }
 
 async fn join(server: &Server, room: &str, identity: &str, role: Role) -> RoomClient {
@@ -1253,4 +1257,50 @@ async fn the_bandwidth_budget_applies_on_the_subscriber_connection() {
             assert!(n <= 1, "{p}'s paused video: {n} frames in 2 s");
         }
     }
+}
+
+/// By default a participant is subscribed to every publication on its
+/// subscriber connection, those live when it joins and those that start
+/// later, without asking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participants_are_auto_subscribed_by_default() {
+    let server = server(|_| {}).await;
+    let url = |identity: &str, role| {
+        format!(
+            "ws://{}/rtc?access_token={}",
+            server.http_addr,
+            token("auto", identity, role)
+        )
+    };
+    let (mut early, _) = RoomClient::join(&url("early", Role::Audience))
+        .await
+        .unwrap();
+    let (mut bob, _) = RoomClient::join(&url("bob", Role::Guest)).await.unwrap();
+    let _bob_media = publish_media(&mut bob, 300_000).await;
+    let peer = Answerer::start();
+    let tracks = peer.answer_next(&mut early).await;
+    let mid = video_mid(&tracks, "bob");
+    let (mut late, _) = RoomClient::join(&url("late", Role::Audience))
+        .await
+        .unwrap();
+    let late_peer = Answerer::start();
+    let late_tracks = late_peer.answer_next(&mut late).await;
+    let late_mid = video_mid(&late_tracks, "bob");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while peer.frames(&mid) < 25 || late_peer.frames(&late_mid) < 25 {
+        assert!(
+            Instant::now() < deadline,
+            "{:?} {:?}",
+            peer.frames.lock(),
+            late_peer.frames.lock()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Neither asked: no subscribe was sent. bob, auto-subscribed too, is
+    // not subscribed to himself: nobody else publishes, so he has no offer.
+    bob.pump(Duration::from_millis(300)).await.unwrap();
+    assert!(!bob
+        .log
+        .iter()
+        .any(|m| matches!(m, ServerMessage::Offer { .. })));
 }

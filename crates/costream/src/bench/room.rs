@@ -106,7 +106,7 @@ pub async fn bench_room(args: &RoomArgs) -> anyhow::Result<RoomReport> {
     };
     let endpoint = Arc::new(HttpEndpoint::resolve(&args.url).await?);
     let ws = format!(
-        "ws://{}/rtc?access_token=",
+        "ws://{}/rtc?auto_subscribe=false&access_token=",
         endpoint.url.authority().trim_end_matches('/')
     );
     let factory = Arc::new(RtcClientFactory::default());

@@ -99,7 +99,7 @@ impl Rooms {
     }
 
     /// Admits the token's participant (creating the room on first join).
-    pub fn join(&self, claims: &Claims) -> Result<Membership, Refusal> {
+    pub fn join(&self, claims: &Claims, auto_subscribe: bool) -> Result<Membership, Refusal> {
         feed_key(&claims.room, &claims.sub).map_err(|e| {
             (
                 ErrorCode::BadRequest,
@@ -120,7 +120,11 @@ impl Rooms {
             now,
             self.inner.config.max_participants,
             self.inner.config.reconnect_grace,
+            auto_subscribe,
         )?;
+        drop(rooms);
+        // Auto-subscribed to what is live already.
+        self.spawn_renegotiate(&claims.room, &claims.sub);
         tracing::info!(room = %claims.room, identity = %claims.sub, role = ?claims.role, "participant joined");
         Ok(Membership {
             room: claims.room.clone(),
@@ -367,6 +371,17 @@ impl Rooms {
             return Err(gone());
         }
         tracing::info!(room = %m.room, identity = %m.identity, %session, "participant publishing");
+        // Auto-subscribers get it on their subscriber connections.
+        let others: Vec<String> = self
+            .inner
+            .rooms
+            .lock()
+            .get(&m.room)
+            .map(|r| r.participants().map(|p| p.info.identity.clone()).collect())
+            .unwrap_or_default();
+        for identity in others {
+            self.spawn_renegotiate(&m.room, &identity);
+        }
         let this = self.clone();
         let (room, identity) = (m.room.clone(), m.identity.clone());
         tokio::spawn(async move {
@@ -463,7 +478,7 @@ impl Rooms {
     /// (opening it the first time); the server's offer follows.
     async fn subscribe_shared(&self, m: &Membership, publisher: String) -> Result<(), Refusal> {
         let rtc = self.rtc()?.clone();
-        let open = self.with_room(m, |room| {
+        self.with_room(m, |room| {
             let live = match room.get(&publisher) {
                 None => {
                     return Err((
@@ -493,36 +508,63 @@ impl Rooms {
                 ));
             }
             p.shared.wanted.insert(publisher.clone());
-            let open = p.shared.session.is_none() && !p.shared.busy;
+            Ok(())
+        })?;
+        self.open_shared(&rtc, &m.room, &m.identity).await?;
+        self.renegotiate(&m.room, &m.identity).await;
+        Ok(())
+    }
+
+    /// Opens the participant's subscriber connection if it wants one and
+    /// has none.
+    async fn open_shared(
+        &self,
+        rtc: &RtcService,
+        room: &str,
+        identity: &str,
+    ) -> Result<(), Refusal> {
+        let open = {
+            let mut rooms = self.inner.rooms.lock();
+            let p = rooms
+                .get_mut(room)
+                .and_then(|r| r.get_mut(identity))
+                .ok_or_else(gone)?;
+            let open = p.shared.session.is_none() && !p.shared.busy && !p.shared.wanted.is_empty();
             if open {
                 p.shared.busy = true;
             }
-            Ok(open)
-        })?;
-        if open {
-            let opened = rtc.shared_open().await;
-            let mut rooms = self.inner.rooms.lock();
-            let p = rooms
-                .get_mut(&m.room)
-                .and_then(|r| r.get_mut(&m.identity))
-                .ok_or_else(gone)?;
-            p.shared.busy = false;
-            let (session, closed) = opened.map_err(offer_refusal)?;
-            p.shared.session = Some(session);
-            drop(rooms);
-            let this = self.clone();
-            let (room, identity) = (m.room.clone(), m.identity.clone());
-            tokio::spawn(async move {
-                let _ = closed.await;
-                let mut rooms = this.inner.rooms.lock();
-                if let Some(p) = rooms.get_mut(&room).and_then(|r| r.get_mut(&identity)) {
-                    if p.shared.session == Some(session) {
-                        p.shared = SharedPc::default();
-                    }
-                }
-            });
+            open
+        };
+        if !open {
+            return Ok(());
         }
-        self.renegotiate(&m.room, &m.identity).await;
+        let opened = rtc.shared_open().await;
+        let mut rooms = self.inner.rooms.lock();
+        let p = rooms
+            .get_mut(room)
+            .and_then(|r| r.get_mut(identity))
+            .ok_or_else(gone)?;
+        p.shared.busy = false;
+        let (session, closed) = opened.map_err(offer_refusal)?;
+        p.shared.session = Some(session);
+        drop(rooms);
+        let this = self.clone();
+        let (room, identity) = (room.to_owned(), identity.to_owned());
+        tokio::spawn(async move {
+            let _ = closed.await;
+            let mut rooms = this.inner.rooms.lock();
+            if let Some(p) = rooms.get_mut(&room).and_then(|r| r.get_mut(&identity)) {
+                if p.shared.session == Some(session) {
+                    // Gone (ICE timed out, say): what it should carry stays,
+                    // and a new connection is offered.
+                    let wanted = std::mem::take(&mut p.shared.wanted);
+                    p.shared = SharedPc {
+                        wanted,
+                        ..SharedPc::default()
+                    };
+                }
+            }
+        });
         Ok(())
     }
 
@@ -551,11 +593,15 @@ impl Rooms {
     }
 
     /// Brings a participant's subscriber connection to what it should
-    /// carry: one offer, when there is a change and no offer is out.
+    /// carry: one offer, when there is a change and no offer is out. Opens
+    /// the connection the first time.
     async fn renegotiate(&self, room: &str, identity: &str) {
         let Some(rtc) = self.inner.rtc.clone() else {
             return;
         };
+        if self.open_shared(&rtc, room, identity).await.is_err() {
+            return;
+        }
         let plan = {
             let mut rooms = self.inner.rooms.lock();
             let Some(p) = rooms.get_mut(room).and_then(|r| r.get_mut(identity)) else {

@@ -29,6 +29,9 @@ const CLOSE_UNAUTHORIZED: u16 = 4401;
 pub struct Params {
     access_token: Option<String>,
     room: Option<String>,
+    /// `false` (or `0`): subscribe only on request; by default every
+    /// publication is added to the subscriber connection as it starts.
+    auto_subscribe: Option<String>,
 }
 
 pub async fn upgrade(
@@ -100,7 +103,8 @@ async fn run(socket: WebSocket, rooms: Rooms, params: Params) {
             return refuse(socket, ErrorCode::Unauthorized, CLOSE_UNAUTHORIZED, why).await;
         }
     };
-    let mut membership = match rooms.join(&claims) {
+    let auto = !matches!(params.auto_subscribe.as_deref(), Some("false" | "0" | "no"));
+    let mut membership = match rooms.join(&claims, auto) {
         Ok(m) => m,
         Err((code, why)) => return refuse(socket, code, 4400, why).await,
     };

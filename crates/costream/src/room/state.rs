@@ -78,6 +78,8 @@ pub struct Participant {
     pub video_paused: HashSet<SessionId>,
     /// The server-offered subscriber connection, once asked for.
     pub shared: SharedPc,
+    /// Every publication is added to the subscriber connection as it starts.
+    pub auto_subscribe: bool,
 }
 
 /// A participant's subscriber connection: what it should carry, what was
@@ -224,6 +226,7 @@ impl Room {
         now: Instant,
         max_participants: usize,
         grace: Duration,
+        auto_subscribe: bool,
     ) -> Result<ServerMessage, Refusal> {
         let identity = claims.sub.clone();
         let resumed = match self.participants.get_mut(&identity) {
@@ -236,6 +239,7 @@ impl Room {
                 }
                 p.disconnected_at = None;
                 p.info.connected = true;
+                p.auto_subscribe = auto_subscribe;
                 let info = p.info.clone();
                 self.broadcast(
                     &ServerMessage::ParticipantUpdated { participant: info },
@@ -278,12 +282,27 @@ impl Room {
                         subscriptions: HashMap::new(),
                         video_paused: HashSet::new(),
                         shared: SharedPc::default(),
+                        auto_subscribe,
                     },
                 );
                 false
             }
         };
         self.empty_since = None;
+        if auto_subscribe {
+            let live: Vec<String> = self
+                .participants
+                .values()
+                .filter(|p| p.info.identity != identity)
+                .filter(|p| matches!(p.publication, Publication::Live(_)))
+                .map(|p| p.info.identity.clone())
+                .collect();
+            if let Some(p) = self.participants.get_mut(&identity) {
+                if p.info.grants.subscribe {
+                    p.shared.wanted.extend(live);
+                }
+            }
+        }
         Ok(self.joined(&identity, resumed, grace))
     }
 
@@ -661,7 +680,7 @@ impl Room {
     pub fn shared_due(&self) -> Vec<String> {
         self.participants
             .values()
-            .filter(|p| p.conn.is_some() && !p.shared.busy && p.shared.session.is_some())
+            .filter(|p| p.conn.is_some() && !p.shared.busy)
             .filter(|p| {
                 let (add, remove) = p.shared.diff();
                 !add.is_empty() || !remove.is_empty()
@@ -686,6 +705,14 @@ impl Room {
         }
         p.publication = Publication::Live(session);
         p.info.tracks = tracks.clone();
+        for other in self.participants.values_mut() {
+            if other.auto_subscribe
+                && other.info.grants.subscribe
+                && other.info.identity != identity
+            {
+                other.shared.wanted.insert(identity.to_owned());
+            }
+        }
         self.broadcast(
             &ServerMessage::TrackPublished {
                 identity: identity.to_owned(),
