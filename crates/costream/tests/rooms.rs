@@ -1304,3 +1304,31 @@ async fn participants_are_auto_subscribed_by_default() {
         .iter()
         .any(|m| matches!(m, ServerMessage::Offer { .. })));
 }
+
+/// An empty room stays for `rooms.empty_timeout`, then closes.
+#[tokio::test]
+async fn an_empty_room_closes_after_the_timeout() {
+    let server = server(|c| c.rooms.empty_timeout = Duration::from_secs(1)).await;
+    let ops = token("*", "ops", Role::Host);
+    let alice = join(&server, "brief", "alice", Role::Host).await;
+    alice.leave().await.unwrap();
+    let left = Instant::now();
+    let (_, list) = admin(&server, "GET", "/api/v1/rooms", Some(&ops), "").await;
+    assert_eq!(list["rooms"][0]["room"], "brief", "{list}");
+    assert_eq!(list["rooms"][0]["participants"], 0, "{list}");
+    loop {
+        let (_, list) = admin(&server, "GET", "/api/v1/rooms", Some(&ops), "").await;
+        if list["rooms"] == serde_json::json!([]) {
+            break;
+        }
+        assert!(
+            left.elapsed() < Duration::from_secs(3),
+            "still open: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        left.elapsed() >= Duration::from_millis(900),
+        "closed before the timeout"
+    );
+}
