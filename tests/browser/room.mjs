@@ -30,31 +30,8 @@
 // (/usr/bin/chromium) and playwright-core (npm ci here); scripts/test
 // installs both.
 
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { chromium } from 'playwright-core';
-
-const CHROMIUM_ARGS = [
-  // As in whip_whep.mjs.
-  '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream',
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--allow-loopback-in-peer-connection',
-  '--autoplay-policy=no-user-gesture-required',
-  // Several pages at once: none of them may be throttled as a background tab.
-  '--disable-background-timer-throttling',
-  '--disable-renderer-backgrounding',
-  '--disable-backgrounding-occluded-windows',
-];
+import { startRun } from './run.mjs';
 
 function usage(msg) {
   process.stderr.write(
@@ -97,45 +74,14 @@ try {
 } catch (e) {
   usage(e.message);
 }
-const started = Date.now();
-const left = () => timeoutS * 1000 - (Date.now() - started);
-
-const log = (...a) => {
-  if (opts.verbose) process.stderr.write(`[room ${((Date.now() - started) / 1000).toFixed(2)}s] ${a.join(' ')}\n`);
-};
-
-// Everything measured so far; printed on success and on failure alike.
-const result = { ok: false };
+const { result, log, finish, launch, left } = startRun({
+  name: 'room',
+  timeoutS,
+  verbose: opts.verbose,
+  beforeFail: () => leaveAll(),
+});
 const contexts = [];
-const userDataDirs = [];
 const pages = [];
-let finished = false;
-
-async function cleanup() {
-  for (const c of contexts.splice(0)) {
-    await Promise.race([c.close().catch(() => {}), new Promise((r) => setTimeout(r, 5000))]);
-  }
-  for (const d of userDataDirs.splice(0)) await rm(d, { recursive: true, force: true }).catch(() => {});
-}
-
-async function finish(ok, error) {
-  if (finished) return;
-  finished = true;
-  clearTimeout(overall);
-  result.ok = ok;
-  if (error) result.error = String(error).split('\n')[0].slice(0, 2000);
-  if (!ok) await leaveAll();
-  result.elapsed_ms = Date.now() - started;
-  await cleanup();
-  const { ok: o, error: e, ...rest } = result;
-  process.stdout.write(JSON.stringify(e === undefined ? { ok: o, ...rest } : { ok: o, error: e, ...rest }) + '\n');
-  process.exit(ok ? 0 : 1);
-}
-
-const overall = setTimeout(() => {
-  finish(false, `timed out after ${timeoutS} s (at: ${result.stage || 'start'})`);
-}, timeoutS * 1000);
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => finish(false, `killed by ${sig}`));
 
 // ---------------------------------------------------------------------------
 // In-page code, passed to page.evaluate (serialised: each function uses only
@@ -439,14 +385,7 @@ async function main() {
   result.stage = 'launching chromium';
   const origin = new URL(pageUrl).origin;
   for (let i = 0; i < browsersN; i++) {
-    const dir = await mkdtemp(path.join(tmpdir(), 'costream-chromium-'));
-    userDataDirs.push(dir);
-    const context = await chromium.launchPersistentContext(dir, {
-      executablePath: opts.chromium,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      timeout: 20000,
-    });
+    const context = await launch(opts.chromium);
     contexts.push(context);
     await context.grantPermissions(['camera', 'microphone'], { origin });
     if (!result.browser && context.browser()) result.browser = context.browser().version();

@@ -30,29 +30,8 @@
 // play.pair and sent.pair). Requires Debian's chromium (/usr/bin/chromium)
 // and playwright-core (npm ci here); scripts/test installs both.
 
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { chromium } from 'playwright-core';
-
-const CHROMIUM_ARGS = [
-  // The developers' guide's set.
-  '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream',
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  // Loopback host candidates, so that ICE can pair 127.0.0.1 with 127.0.0.1.
-  '--allow-loopback-in-peer-connection',
-  // The viewer plays sound without a user gesture (its audio is measured).
-  '--autoplay-policy=no-user-gesture-required',
-];
+import { startRun } from './run.mjs';
 
 function usage(msg) {
   process.stderr.write(
@@ -96,51 +75,14 @@ try {
 } catch (e) {
   usage(e.message);
 }
-const started = Date.now();
-
-const log = (...a) => {
-  if (opts.verbose) process.stderr.write(`[whip_whep ${((Date.now() - started) / 1000).toFixed(2)}s] ${a.join(' ')}\n`);
-};
-
-// Everything measured so far; printed on success and on failure alike.
-const result = { ok: false };
-let context = null;
-let userDataDir = null;
-let finished = false;
+const run = startRun({
+  name: 'whip_whep',
+  timeoutS,
+  verbose: opts.verbose,
+  beforeFail: () => endLeftSessions(),
+});
+const { result, log, finish } = run;
 const pages = {}; // publisher, viewer
-
-async function cleanup() {
-  if (context) {
-    const c = context;
-    context = null;
-    await Promise.race([c.close().catch(() => {}), new Promise((r) => setTimeout(r, 5000))]);
-  }
-  if (userDataDir) {
-    const d = userDataDir;
-    userDataDir = null;
-    await rm(d, { recursive: true, force: true }).catch(() => {});
-  }
-}
-
-async function finish(ok, error) {
-  if (finished) return;
-  finished = true;
-  clearTimeout(overall);
-  result.ok = ok;
-  if (error) result.error = String(error).split('\n')[0].slice(0, 2000);
-  result.elapsed_ms = Date.now() - started;
-  if (!ok) await endLeftSessions();
-  await cleanup();
-  // ok first, error second: easy to read in a test failure message.
-  const { ok: o, error: e, ...rest } = result;
-  process.stdout.write(JSON.stringify(e === undefined ? { ok: o, ...rest } : { ok: o, error: e, ...rest }) + '\n');
-  process.exit(ok ? 0 : 1);
-}
-
-const overall = setTimeout(() => {
-  finish(false, `timed out after ${timeoutS} s (at: ${result.stage || 'start'})`);
-}, timeoutS * 1000);
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => finish(false, `killed by ${sig}`));
 
 // ---------------------------------------------------------------------------
 // In-page code. The *Steps functions are installed in both pages as globals
@@ -586,13 +528,7 @@ function del(url, token) {
 
 async function main() {
   result.stage = 'launching chromium';
-  userDataDir = await mkdtemp(path.join(tmpdir(), 'costream-chromium-'));
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: opts.chromium,
-    headless: true,
-    args: CHROMIUM_ARGS,
-    timeout: 20000,
-  });
+  const context = await run.launch(opts.chromium);
   const origin = new URL(pageUrl).origin;
   await context.grantPermissions(['camera', 'microphone'], { origin });
   result.browser = context.browser() ? context.browser().version() : undefined;
@@ -609,7 +545,7 @@ async function main() {
     await p.goto(pageUrl, { timeout: 10000 });
     await p.addScriptTag({ content: [mediaSummary, publishSteps, playSteps].map(String).join('\n') });
   }
-  const inPageTimeout = Math.max(5000, timeoutS * 1000 - (Date.now() - started) - 8000);
+  const inPageTimeout = Math.max(5000, run.left() - 8000);
 
   result.stage = 'publishing (WHIP)';
   log('WHIP', whipUrl || '(none: the stream is published otherwise)');
@@ -635,7 +571,7 @@ async function main() {
       codec,
       seconds,
       whepWaitMs: whepWaitS * 1000,
-      timeoutMs: Math.max(5000, timeoutS * 1000 - (Date.now() - started) - 6000),
+      timeoutMs: Math.max(5000, run.left() - 6000),
     })
     .catch((e) => ({ error: pageError(e) }));
   log('played:', JSON.stringify(played));

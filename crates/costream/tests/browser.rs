@@ -36,8 +36,13 @@ fn require_browser_tools() {
 
 /// Runs a tests/browser script and returns the JSON line it printed last.
 /// The script bounds its own run with `--timeout`; this bound is the backstop.
+/// One browser run at a time: several Chromiums decoding at once on a small
+/// machine would measure the machine, not the server.
+static BROWSER_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn run_node_script(script: &str, args: &[String], limit: Duration) -> serde_json::Value {
     require_browser_tools();
+    let _turn = BROWSER_TURN.lock().await;
     let child = Command::new("node")
         .arg(script)
         .args(args)
@@ -87,6 +92,49 @@ async fn api_json(server: &Server, path: &str) -> (u16, serde_json::Value) {
         status,
         serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
     )
+}
+
+/// The API key room tests sign their tokens with.
+fn room_key() -> costream::access::ApiKey {
+    costream::access::ApiKey {
+        key: "test".into(),
+        secret: "test-secret-test-secret-0123456789".into(),
+    }
+}
+
+/// A server for room tests: WebRTC on 127.0.0.1, the test API key.
+async fn room_server(tweak: impl FnOnce(&mut costream::config::Config)) -> Server {
+    start_server(|c| {
+        c.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
+        c.rtc.public_ips = vec!["127.0.0.1".parse().unwrap()];
+        c.auth.api_keys = vec![room_key()];
+        tweak(c);
+    })
+    .await
+}
+
+/// Tokens for `identities` in `room`: hosts where `host(i)`, else guests.
+fn room_tokens(room: &str, identities: &[&str], host: impl Fn(usize) -> bool) -> Vec<String> {
+    identities
+        .iter()
+        .enumerate()
+        .map(|(i, identity)| {
+            let role = if host(i) {
+                costream::access::Role::Host
+            } else {
+                costream::access::Role::Guest
+            };
+            costream::access::mint(
+                &room_key(),
+                room,
+                identity,
+                role,
+                None,
+                Duration::from_secs(600),
+            )
+            .expect("mint a token")
+        })
+        .collect()
 }
 
 fn u(v: &serde_json::Value) -> u64 {
@@ -258,31 +306,10 @@ async fn rtmp_push_plays_in_chromium_over_whep() {
 /// and microphone and auto-subscribes to the other two.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_three_participants_see_and_hear_each_other() {
-    let key = costream::access::ApiKey {
-        key: "test".into(),
-        secret: "test-secret-test-secret-0123456789".into(),
-    };
-    let server_key = key.clone();
-    let server = start_server(move |c| {
-        c.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
-        c.rtc.public_ips = vec!["127.0.0.1".parse().unwrap()];
-        c.auth.api_keys = vec![server_key];
-    })
-    .await;
+    let server = room_server(|_| {}).await;
     let identities = ["alice", "bob", "carol"];
-    let tokens: Vec<String> = identities
-        .iter()
-        .enumerate()
-        .map(|(i, identity)| {
-            let role = if i == 0 {
-                costream::access::Role::Host
-            } else {
-                costream::access::Role::Guest
-            };
-            costream::access::mint(&key, "r1", identity, role, None, Duration::from_secs(600))
-                .expect("mint a token")
-        })
-        .collect();
+    // alice hosts, the others are guests.
+    let tokens = room_tokens("r1", &identities, |i| i == 0);
     let seconds: f64 = 6.0;
     let args: Vec<String> = vec![
         "--http".into(),
@@ -404,33 +431,9 @@ async fn chromium_simulcast_publisher_plays_as_its_largest_encoding() {
 /// video paused (its audio still flows).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_simulcast_room_gives_each_subscriber_an_encoding_that_fits() {
-    let key = costream::access::ApiKey {
-        key: "test".into(),
-        secret: "test-secret-test-secret-0123456789".into(),
-    };
-    let server_key = key.clone();
-    let server = start_server(move |c| {
-        c.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
-        c.rtc.public_ips = vec!["127.0.0.1".parse().unwrap()];
-        c.auth.api_keys = vec![server_key];
-        c.rooms.subscriber_budget_kbps = 100;
-    })
-    .await;
+    let server = room_server(|c| c.rooms.subscriber_budget_kbps = 100).await;
     let identities = ["alice", "bob", "carol"];
-    let tokens: Vec<String> = identities
-        .iter()
-        .map(|identity| {
-            costream::access::mint(
-                &key,
-                "sim",
-                identity,
-                costream::access::Role::Guest,
-                None,
-                Duration::from_secs(600),
-            )
-            .expect("mint a token")
-        })
-        .collect();
+    let tokens = room_tokens("sim", &identities, |_| false);
     let args: Vec<String> = vec![
         "--http".into(),
         http_url(&server, ""),

@@ -210,32 +210,13 @@ impl RtcPeer {
         local_ip: IpAddr,
         direction: Direction,
     ) -> anyhow::Result<Self> {
-        let socket = factory.bind(local_ip)?;
-        let local = socket.local_addr()?;
-        let now = Instant::now();
-        let mut rtc = factory.config().build(now);
-        let candidate = Candidate::host(local, "udp").map_err(|e| anyhow!("ICE candidate: {e}"))?;
-        rtc.add_local_candidate(candidate);
-        let mut sdp = rtc.sdp_api();
-        let video = sdp.add_media(MediaKind::Video, direction, None, None, None);
-        let audio = sdp.add_media(MediaKind::Audio, direction, None, None, None);
+        let mut peer = Self::answering(factory, local_ip)?;
+        let mut sdp = peer.rtc.sdp_api();
+        peer.video = sdp.add_media(MediaKind::Video, direction, None, None, None);
+        peer.audio = sdp.add_media(MediaKind::Audio, direction, None, None, None);
         let (offer, pending) = sdp.apply().context("str0m made no offer")?;
-        Ok(RtcPeer {
-            rtc,
-            socket,
-            local,
-            video,
-            audio,
-            offer: Some((offer.to_sdp_string(), pending)),
-            pending: None,
-            rtc_timeout: now,
-            sleep: Box::pin(tokio::time::sleep_until(now.into())),
-            sleep_at: now,
-            buf: vec![0; RECV_BUFFER].into_boxed_slice(),
-            udp_bytes_in: 0,
-            udp_bytes_out: 0,
-            dropped_sends: 0,
-        })
+        peer.offer = Some((offer.to_sdp_string(), pending));
+        Ok(peer)
     }
 
     /// A peer that answers offers (a room's subscriber connection, which

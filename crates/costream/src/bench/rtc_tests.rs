@@ -10,12 +10,17 @@ use crate::config::Config;
 use crate::server::Server;
 
 async fn start_server() -> Server {
+    start_server_with(|_| {}).await
+}
+
+async fn start_server_with(tweak: impl FnOnce(&mut Config)) -> Server {
     let mut config = Config::default();
     config.rtmp.listen = "127.0.0.1:0".parse().unwrap();
     config.http.listen = "127.0.0.1:0".parse().unwrap();
     config.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
     config.rtc.tcp_listen = None;
     config.rtc.public_ips = vec!["127.0.0.1".parse().unwrap()];
+    tweak(&mut config);
     Server::start(config).await.expect("server starts")
 }
 
@@ -136,18 +141,11 @@ async fn bench_whep_reports_refused_offers() {
 /// against a real server: every subscription connects and gets its video.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_room_forwards_every_publisher_to_everyone() {
-    let mut config = Config::default();
-    config.rtmp.listen = "127.0.0.1:0".parse().unwrap();
-    config.http.listen = "127.0.0.1:0".parse().unwrap();
-    config.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
-    config.rtc.tcp_listen = None;
-    config.rtc.public_ips = vec!["127.0.0.1".parse().unwrap()];
     let key = crate::access::ApiKey {
         key: "bench".into(),
         secret: "bench-secret-bench-secret".into(),
     };
-    config.auth.api_keys = vec![key.clone()];
-    let server = Server::start(config).await.expect("server starts");
+    let server = start_server_with(|c| c.auth.api_keys = vec![key.clone()]).await;
     let args = crate::bench::RoomArgs {
         url: format!("http://{}", server.http_addr),
         api_key: key.key,

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use costream_hub::StreamKey;
 use costream_rtc::{Direction, RtcError, SessionId};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
@@ -407,29 +408,8 @@ impl Rooms {
     ) -> Result<ServerMessage, Refusal> {
         let rtc = self.rtc()?.clone();
         let (key, previous) = self.with_room(m, |room| {
-            let live = match room.get(&publisher) {
-                None => {
-                    return Err((
-                        ErrorCode::UnknownParticipant,
-                        format!("{publisher} is not in room {}", room.name),
-                    ))
-                }
-                Some(p) => matches!(p.publication, Publication::Live(_)),
-            };
-            if !live {
-                return Err((
-                    ErrorCode::NotPublishing,
-                    format!("{publisher} publishes nothing"),
-                ));
-            }
-            let key = feed_key(&room.name, &publisher).map_err(|e| (ErrorCode::BadRequest, e))?;
+            let key = subscribable(room, m, &publisher)?;
             let p = room.member(&m.identity, m.conn).ok_or_else(gone)?;
-            if !p.info.grants.subscribe {
-                return Err((
-                    ErrorCode::NotGranted,
-                    "subscribing is not granted".to_string(),
-                ));
-            }
             Ok((key, p.subscriptions.remove(&publisher)))
         })?;
         if let Some(s) = previous {
@@ -479,34 +459,8 @@ impl Rooms {
     async fn subscribe_shared(&self, m: &Membership, publisher: String) -> Result<(), Refusal> {
         let rtc = self.rtc()?.clone();
         self.with_room(m, |room| {
-            let live = match room.get(&publisher) {
-                None => {
-                    return Err((
-                        ErrorCode::UnknownParticipant,
-                        format!("{publisher} is not in room {}", room.name),
-                    ))
-                }
-                Some(p) => matches!(p.publication, Publication::Live(_)),
-            };
-            if !live {
-                return Err((
-                    ErrorCode::NotPublishing,
-                    format!("{publisher} publishes nothing"),
-                ));
-            }
-            if publisher == m.identity {
-                return Err((
-                    ErrorCode::BadRequest,
-                    "one does not subscribe to oneself".to_string(),
-                ));
-            }
+            subscribable(room, m, &publisher)?;
             let p = room.member(&m.identity, m.conn).ok_or_else(gone)?;
-            if !p.info.grants.subscribe {
-                return Err((
-                    ErrorCode::NotGranted,
-                    "subscribing is not granted".to_string(),
-                ));
-            }
             p.shared.wanted.insert(publisher.clone());
             Ok(())
         })?;
@@ -941,6 +895,35 @@ pub struct ParticipantChange {
     pub grants: Option<crate::access::Grants>,
     pub name: Option<String>,
     pub metadata: Option<String>,
+}
+
+/// Checks that the sender may subscribe to `publisher` (it is in the room,
+/// publishes, is someone else, and subscribing is granted); its stream.
+fn subscribable(room: &Room, m: &Membership, publisher: &str) -> Result<StreamKey, Refusal> {
+    let live = match room.get(publisher) {
+        None => return Err(no_participant(&room.name, publisher)),
+        Some(p) => matches!(p.publication, Publication::Live(_)),
+    };
+    if !live {
+        return Err((
+            ErrorCode::NotPublishing,
+            format!("{publisher} publishes nothing"),
+        ));
+    }
+    if publisher == m.identity {
+        return Err((
+            ErrorCode::BadRequest,
+            "one does not subscribe to oneself".to_string(),
+        ));
+    }
+    let me = room.get(&m.identity).ok_or_else(gone)?;
+    if !me.info.grants.subscribe {
+        return Err((
+            ErrorCode::NotGranted,
+            "subscribing is not granted".to_string(),
+        ));
+    }
+    feed_key(&room.name, publisher).map_err(|e| (ErrorCode::BadRequest, e))
 }
 
 fn no_room(room: &str) -> Refusal {

@@ -1003,9 +1003,23 @@ impl Task {
     }
 }
 
-/// Moves a WHEP viewer's frames from the hub to the RTC task. If the task
-/// is too busy to take them, the viewer waits for the next keyframe.
-async fn forward(mut sub: Subscriber, session: SessionId, commands: mpsc::Sender<Command>) {
+/// Moves a WHEP viewer's frames from the hub to the RTC task; ends the
+/// session when the stream ends.
+async fn forward(sub: Subscriber, session: SessionId, commands: mpsc::Sender<Command>) {
+    let ended = pump(sub, &commands, |frame| Command::Media { session, frame }).await;
+    if ended {
+        let _ = commands.send(Command::Ended { session }).await;
+    }
+}
+
+/// Hands a viewer's frames to the RTC task, each wrapped by `wrap`, audio
+/// as it comes. If the task is too busy to take them, the viewer waits for
+/// the next keyframe. True when the stream ended (false: the task is gone).
+async fn pump(
+    mut sub: Subscriber,
+    commands: &mpsc::Sender<Command>,
+    wrap: impl Fn(Arc<Frame>) -> Command,
+) -> bool {
     sub.wake_for_audio();
     let mut skipping = false;
     while let Some(frame) = sub.recv().await {
@@ -1013,11 +1027,11 @@ async fn forward(mut sub: Subscriber, session: SessionId, commands: mpsc::Sender
             continue;
         }
         skipping = false;
-        match commands.try_send(Command::Media { session, frame }) {
+        match commands.try_send(wrap(frame)) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => skipping = true,
-            Err(mpsc::error::TrySendError::Closed(_)) => return,
+            Err(mpsc::error::TrySendError::Closed(_)) => return false,
         }
     }
-    let _ = commands.send(Command::Ended { session }).await;
+    true
 }

@@ -191,8 +191,7 @@ impl Task {
             if !out.answered {
                 continue;
             }
-            if let Some(mut sub) = out.subscriber.take() {
-                sub.wake_for_audio();
+            if let Some(sub) = out.subscriber.take() {
                 out.forwarder = Some(tokio::spawn(forward(
                     sub,
                     session,
@@ -303,7 +302,7 @@ impl Task {
         if o.source == source {
             return;
         }
-        let Ok(mut sub) = self.bridges.subscribe(&source, Protocol::WebRtc) else {
+        let Ok(sub) = self.bridges.subscribe(&source, Protocol::WebRtc) else {
             return;
         };
         tracing::debug!(%session, stream = %key, from = %o.source, to = %source, "subscriber switches encoding");
@@ -313,7 +312,6 @@ impl Task {
         o.source = source.clone();
         o.video_resync = true;
         if connected && o.answered {
-            sub.wake_for_audio();
             o.forwarder = Some(tokio::spawn(forward(
                 sub,
                 session,
@@ -337,26 +335,11 @@ impl Task {
 }
 
 /// Moves one publication's frames to the RTC task for a shared session.
-async fn forward(
-    mut sub: Subscriber,
-    session: SessionId,
-    out: u32,
-    commands: mpsc::Sender<Command>,
-) {
-    let mut skipping = false;
-    while let Some(frame) = sub.recv().await {
-        if skipping && !frame.keyframe && !frame.kind.is_config() {
-            continue;
-        }
-        skipping = false;
-        match commands.try_send(Command::MediaTo {
-            session,
-            out,
-            frame,
-        }) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => skipping = true,
-            Err(mpsc::error::TrySendError::Closed(_)) => return,
-        }
-    }
+async fn forward(sub: Subscriber, session: SessionId, out: u32, commands: mpsc::Sender<Command>) {
+    super::pump(sub, &commands, |frame| Command::MediaTo {
+        session,
+        out,
+        frame,
+    })
+    .await;
 }
