@@ -34,12 +34,12 @@ fn require_browser_tools() {
     );
 }
 
-/// Runs a tests/browser script and returns the JSON line it printed last.
-/// The script bounds its own run with `--timeout`; this bound is the backstop.
 /// One browser run at a time: several Chromiums decoding at once on a small
 /// machine would measure the machine, not the server.
 static BROWSER_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Runs a tests/browser script and returns the JSON line it printed last.
+/// The script bounds its own run with `--timeout`; this bound is the backstop.
 async fn run_node_script(script: &str, args: &[String], limit: Duration) -> serde_json::Value {
     require_browser_tools();
     let _turn = BROWSER_TURN.lock().await;
