@@ -17,7 +17,13 @@ pub struct LayerPick {
     widths: HashMap<String, u32>,
     /// Encodings seen, in order.
     seen: Vec<String>,
+    /// When the carried encoding last had a frame.
+    primary_at: Option<std::time::Instant>,
 }
+
+/// A carried encoding silent this long (the browser stopped sending it, for
+/// want of bandwidth) gives way to the next keyframe of another.
+const STALE: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -52,13 +58,18 @@ impl LayerPick {
                     .and_then(|p| self.widths.get(p))
                     .copied()
                     .unwrap_or(0);
-                if self.primary.as_deref() != Some(rid) && w > best {
+                let stale = self
+                    .primary_at
+                    .is_some_and(|t| frame.network_time.saturating_duration_since(t) > STALE);
+                if self.primary.as_deref() != Some(rid) && (w > best || stale) {
                     self.primary = Some(rid.to_owned());
+                    self.primary_at = Some(frame.network_time);
                     return Verdict::Switched;
                 }
             }
         }
         if self.primary.as_deref() == Some(rid) {
+            self.primary_at = Some(frame.network_time);
             Verdict::Pass
         } else {
             Verdict::Drop
@@ -220,6 +231,11 @@ mod tests {
         assert_eq!(pick.admit(&frame("q", true, 9)), Verdict::Drop);
         assert_eq!(pick.admit(&frame("h", false, 19)), Verdict::Pass);
         assert_eq!(pick.targets(), vec![Some("h".to_string())]);
+        // The carried encoding goes quiet: a smaller one takes over.
+        let mut q = frame("q", true, 9);
+        q.network_time += std::time::Duration::from_secs(2);
+        assert_eq!(pick.admit(&q), Verdict::Switched);
+        assert_eq!(pick.targets(), vec![Some("q".to_string())]);
         // Audio and frames without a rid are not simulcast.
         let mut audio = frame("h", false, 19);
         audio.kind = MediaKind::Audio;
