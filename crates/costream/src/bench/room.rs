@@ -106,8 +106,11 @@ pub async fn bench_room(args: &RoomArgs) -> anyhow::Result<RoomReport> {
     };
     let endpoint = Arc::new(HttpEndpoint::resolve(&args.url).await?);
     let ws = format!(
-        "ws://{}/rtc?auto_subscribe=false&access_token=",
-        endpoint.url.authority().trim_end_matches('/')
+        "ws://{}/rtc?auto_subscribe={}&access_token=",
+        endpoint.url.authority().trim_end_matches('/'),
+        // On the subscriber connection the server subscribes everybody to
+        // everything (its default); otherwise each subscription is asked for.
+        !args.own_connections
     );
     let factory = Arc::new(RtcClientFactory::default());
     let start = Instant::now();
@@ -222,22 +225,8 @@ async fn participant(
     let mut connection = None;
     loop {
         if shared {
-            for publisher in pending.drain(..) {
-                if connection.is_none() {
-                    connection = Some(SubscriberConnection::start(
-                        factory,
-                        endpoint.local_ip,
-                        deadline,
-                    )?);
-                }
-                client
-                    .send(ClientMessage::Subscribe {
-                        identity: publisher,
-                        sdp: None,
-                    })
-                    .await?;
-                subscribed += 1;
-            }
+            // The server offers what it subscribed us to.
+            pending.clear();
         }
         for publisher in pending.drain(..) {
             let mut peer = RtcPeer::new(factory, endpoint.local_ip, Direction::RecvOnly)?;
@@ -273,8 +262,15 @@ async fn participant(
                 pending.push(identity)
             }
             Ok(ServerMessage::Offer { sdp, tracks, .. }) => {
+                if connection.is_none() {
+                    connection = Some(SubscriberConnection::start(
+                        factory,
+                        endpoint.local_ip,
+                        deadline,
+                    )?);
+                }
                 let Some(c) = &connection else {
-                    bail!("an offer without a subscriber connection");
+                    bail!("no subscriber connection");
                 };
                 let mut new: Vec<(String, String, String)> = Vec::new();
                 for t in &tracks {
@@ -290,6 +286,7 @@ async fn participant(
                         crate::room::protocol::TrackKind::Video => entry.2 = t.mid.clone(),
                     }
                 }
+                subscribed += new.len();
                 let answer = c.answer(sdp, new).await?;
                 client.send(ClientMessage::Answer { sdp: answer }).await?;
             }
