@@ -250,7 +250,8 @@ export class Room {
    *  (the server keeps the participant and its peer connections), or end. */
   async _dropped(ev) {
     this._rejectPending(new RoomError('the connection closed', 'closed'));
-    if (!this.options.reconnect || this._noReconnect || ev.code === 4401 || ev.code === 4403) {
+    // 4401: token refused, 4403: removed, 4409: replaced by a newer connection.
+    if (!this.options.reconnect || this._noReconnect || [4401, 4403, 4409].includes(ev.code)) {
       this._finish(ev.code, ev.reason || 'closed');
       return;
     }

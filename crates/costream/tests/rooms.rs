@@ -546,6 +546,14 @@ async fn dropped_participants_leave_and_returning_ones_resume() {
         ServerMessage::Joined { resumed: true, .. }
     ));
     assert_eq!(carol.wait_closed(WAIT).await, Some(4409), "{:?}", carol.log);
+    assert!(
+        carol
+            .log
+            .iter()
+            .any(|m| error_code(m) == Some(ErrorCode::Replaced)),
+        "{:?}",
+        carol.log
+    );
 }
 
 /// An admin API call with `Authorization: Bearer token`: (status, JSON body).

@@ -232,6 +232,11 @@ impl Room {
         let resumed = match self.participants.get_mut(&identity) {
             Some(p) => {
                 if let Some(old) = p.conn.replace(conn) {
+                    let replaced = ServerMessage::error(
+                        ErrorCode::Replaced,
+                        "another connection joined as this participant",
+                    );
+                    let _ = old.tx.try_send(Outgoing::Text(replaced.to_json().into()));
                     let _ = old.tx.try_send(Outgoing::Close(
                         CLOSE_REPLACED,
                         "another connection joined as this participant".into(),
