@@ -15,24 +15,31 @@
 //! priming) is subtracted, so the first packets are stamped slightly before the first input
 //! pts and the audio content keeps the input's timing (lip sync).
 //!
+//! For the mixer: [`PcmDecoder`] turns AAC or Opus into 48 kHz stereo PCM, and
+//! [`AacEncoder`] turns the mix back into AAC-LC.
+//!
 //! A bad frame from the network is an `Err` (never a panic); drop it and keep pushing.
 //!
 //! Codecs are built from vendored C sources (libopus, Fraunhofer FDK AAC) and linked
 //! statically: no system codec library is needed or used.
 
 mod aac_decoder;
+mod aac_encoder;
 mod aac_to_opus;
 mod error;
 mod opus_to_aac;
 mod pcm;
+mod pcm_decoder;
 mod resample;
 mod timeline;
 
 use bytes::Bytes;
 
+pub use aac_encoder::AacEncoder;
 pub use aac_to_opus::{AacToOpus, OpusEncoderConfig, OPUS_FRAME_SAMPLES, OPUS_RATE};
 pub use error::AudioError;
 pub use opus_to_aac::{opus_head_channels, AacEncoderConfig, OpusToAac, AAC_FRAME_SAMPLES};
+pub use pcm_decoder::PcmDecoder;
 pub use timeline::REANCHOR_MS;
 
 /// One encoded packet: an Opus packet or a raw AAC frame.
