@@ -12,6 +12,7 @@ pub mod hls;
 pub mod http;
 pub mod io;
 pub mod metrics;
+pub mod mix;
 pub mod mux;
 pub mod room;
 pub mod rtmp;

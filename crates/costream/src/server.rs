@@ -20,6 +20,7 @@ pub struct AppState {
     /// `None` when WebRTC is disabled.
     pub rtc: Option<crate::webrtc::RtcService>,
     pub rooms: crate::room::Rooms,
+    pub mixes: crate::mix::Mixes,
 }
 
 pub struct Server {
@@ -53,6 +54,7 @@ impl Server {
         } else {
             None
         };
+        let hub_for_mixes = hub.clone();
         let rooms = crate::room::Rooms::new(
             config.rooms.clone(),
             crate::room::api_keys(&config.auth.api_keys),
@@ -66,6 +68,7 @@ impl Server {
             bridges,
             rtc,
             rooms,
+            mixes: crate::mix::Mixes::new(hub_for_mixes),
         });
         let app = crate::http::router(state.clone());
         let mut tasks = vec![tokio::spawn(crate::rtmp::accept_loop(rtmp, state.clone()))];

@@ -10,7 +10,7 @@
 
 mod audio;
 mod task;
-mod video;
+pub(crate) mod video;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

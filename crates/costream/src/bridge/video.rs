@@ -329,8 +329,9 @@ struct Encoding {
     fresh: bool,
 }
 
-/// The encoding half: decoded pictures in, hub frames out.
-struct Output {
+/// The encoding half: decoded pictures in, hub frames out (also the
+/// mixer's encoder).
+pub(crate) struct Output {
     bitrate: u32,
     encoding: Option<Encoding>,
     keyframe_requested: bool,
@@ -347,7 +348,7 @@ struct Output {
 }
 
 impl Output {
-    fn new(bitrate: u32) -> Self {
+    pub(crate) fn new(bitrate: u32) -> Self {
         Output {
             bitrate,
             encoding: None,
@@ -361,7 +362,12 @@ impl Output {
         }
     }
 
-    fn encode(
+    /// The next hub frame made (a `VideoConfig` first, then `Video`).
+    pub(crate) fn pop(&mut self) -> Option<Frame> {
+        self.frames.pop_front()
+    }
+
+    pub(crate) fn encode(
         &mut self,
         picture: &impl YUVSource,
         pts: i64,

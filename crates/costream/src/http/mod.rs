@@ -46,7 +46,12 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
-        .nest("/api/v1", api::router().merge(crate::room::admin_router()))
+        .nest(
+            "/api/v1",
+            api::router()
+                .merge(crate::room::admin_router())
+                .merge(crate::mix::router()),
+        )
         .merge(crate::webrtc::http::router())
         .route("/rtc", get(crate::room::upgrade))
         .route("/sdk/costream.js", get(sdk))

@@ -34,7 +34,7 @@ pub fn router() -> Router<Arc<AppState>> {
 /// Checks the bearer token: signed by a known key, not expired, with the
 /// admin grant, for `room` (or for every room).
 #[allow(clippy::result_large_err)]
-fn authorize(state: &AppState, headers: &HeaderMap, room: &str) -> Result<(), Response> {
+pub(crate) fn authorize(state: &AppState, headers: &HeaderMap, room: &str) -> Result<(), Response> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

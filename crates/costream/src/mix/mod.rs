@@ -1,0 +1,235 @@
+//! Server-side mixing (issue 6, first slice): hub streams in, one composite
+//! stream out. `POST /api/v1/mixes` starts one; see `api.rs`.
+
+mod api;
+mod input;
+mod task;
+
+pub use api::router;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use costream_hub::{Hub, Protocol, StreamKey};
+use costream_mixer::Layout;
+use parking_lot::Mutex;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use task::{MixParams, MixStats};
+
+/// At most this many mixes run at once, each at most this many inputs.
+const MAX_MIXES: usize = 16;
+const MAX_INPUTS: usize = 16;
+
+/// What `POST /api/v1/mixes` takes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MixSpec {
+    pub inputs: Vec<String>,
+    pub output: String,
+    #[serde(default)]
+    pub layout: LayoutSpec,
+    pub width: Option<usize>,
+    pub height: Option<usize>,
+    pub fps: Option<f32>,
+    pub bitrate: Option<u32>,
+}
+
+/// `"grid"`, `"speaker"`, `"pip"`, or `{"custom": [[x, y, w, h, z], ...]}`
+/// with x, y, w, h as fractions of the canvas.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, Default, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum LayoutSpec {
+    #[default]
+    Grid,
+    Speaker,
+    Pip,
+    Custom(Vec<[f64; 5]>),
+}
+
+impl LayoutSpec {
+    fn layout(&self) -> Layout {
+        match self {
+            LayoutSpec::Grid => Layout::Grid,
+            LayoutSpec::Speaker => Layout::Speaker,
+            LayoutSpec::Pip => Layout::Pip,
+            LayoutSpec::Custom(r) => Layout::Custom(
+                r.iter()
+                    .map(|c| ([c[0], c[1], c[2], c[3]], c[4] as i32))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+struct Mix {
+    spec: MixSpec,
+    layout_spec: LayoutSpec,
+    layout: Arc<Mutex<Layout>>,
+    stats: Arc<MixStats>,
+    stop: Arc<AtomicBool>,
+    inputs: Vec<(StreamKey, input::SharedInput)>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+    started: std::time::Instant,
+}
+
+#[derive(Clone)]
+pub struct Mixes {
+    hub: Hub,
+    mixes: Arc<Mutex<HashMap<String, Mix>>>,
+    next: Arc<AtomicU64>,
+}
+
+impl Mixes {
+    pub fn new(hub: Hub) -> Mixes {
+        Mixes {
+            hub,
+            mixes: Arc::new(Mutex::new(HashMap::new())),
+            next: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// Starts a mix; its id.
+    pub fn create(&self, spec: MixSpec) -> Result<String, (u16, String)> {
+        let bad = |m: String| (400u16, m);
+        let output = StreamKey::parse(&spec.output).map_err(|e| bad(format!("output: {e}")))?;
+        if spec.inputs.is_empty() || spec.inputs.len() > MAX_INPUTS {
+            return Err(bad(format!("between 1 and {MAX_INPUTS} inputs")));
+        }
+        let inputs = spec
+            .inputs
+            .iter()
+            .map(|k| StreamKey::parse(k).map_err(|e| bad(format!("input {k}: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        if inputs.contains(&output) {
+            return Err(bad("the output cannot be one of the inputs".into()));
+        }
+        let width = spec.width.unwrap_or(1280);
+        let height = spec.height.unwrap_or(720);
+        let fps = spec.fps.unwrap_or(15.0);
+        let bitrate = spec.bitrate.unwrap_or(1_200_000);
+        if !(160..=1920).contains(&width) || !(120..=1080).contains(&height) {
+            return Err(bad("width must be 160..=1920 and height 120..=1080".into()));
+        }
+        if !(1.0..=30.0).contains(&fps) || !(100_000..=8_000_000).contains(&bitrate) {
+            return Err(bad("fps must be 1..=30 and bitrate 100000..=8000000".into()));
+        }
+        if self.mixes.lock().len() >= MAX_MIXES {
+            return Err((503, format!("{MAX_MIXES} mixes run already")));
+        }
+        let publisher = self
+            .hub
+            .publish(output.clone(), Protocol::Internal)
+            .map_err(|e| (409u16, e.to_string()))?;
+        let id = format!("mix-{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let layout_spec = spec.layout.clone();
+        let layout = Arc::new(Mutex::new(layout_spec.layout()));
+        let stats = Arc::new(MixStats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let shared: Vec<(StreamKey, input::SharedInput)> = inputs
+            .into_iter()
+            .map(|k| (k, Default::default()))
+            .collect();
+        let readers = shared
+            .iter()
+            .map(|(k, s)| tokio::spawn(input::run(self.hub.clone(), k.clone(), s.clone())))
+            .collect();
+        let params = MixParams {
+            width: width & !1,
+            height: height & !1,
+            fps,
+            bitrate,
+        };
+        let states = shared.iter().map(|(_, s)| s.clone()).collect();
+        let (l, st, sp) = (layout.clone(), stats.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name(format!("costream-{id}"))
+            .spawn(move || task::run(params, l, states, publisher, st, sp))
+            .map_err(|e| (500u16, e.to_string()))?;
+        tracing::info!(%id, %output, inputs = ?spec.inputs, "mix started");
+        self.mixes.lock().insert(
+            id.clone(),
+            Mix {
+                spec,
+                layout_spec,
+                layout,
+                stats,
+                stop,
+                inputs: shared,
+                readers,
+                started: std::time::Instant::now(),
+            },
+        );
+        Ok(id)
+    }
+
+    pub fn set_layout(&self, id: &str, layout: LayoutSpec) -> bool {
+        let mut mixes = self.mixes.lock();
+        let Some(m) = mixes.get_mut(id) else {
+            return false;
+        };
+        *m.layout.lock() = layout.layout();
+        m.layout_spec = layout;
+        true
+    }
+
+    pub fn stop(&self, id: &str) -> bool {
+        let Some(m) = self.mixes.lock().remove(id) else {
+            return false;
+        };
+        m.stop.store(true, Ordering::Relaxed);
+        for r in &m.readers {
+            r.abort();
+        }
+        tracing::info!(%id, "mix stopped");
+        true
+    }
+
+    pub fn describe(&self, id: &str) -> Option<Value> {
+        self.mixes.lock().get(id).map(|m| describe(id, m))
+    }
+
+    pub fn list(&self) -> Vec<Value> {
+        let mixes = self.mixes.lock();
+        let mut v: Vec<Value> = mixes.iter().map(|(id, m)| describe(id, m)).collect();
+        v.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+        v
+    }
+}
+
+fn describe(id: &str, m: &Mix) -> Value {
+    let secs = m.started.elapsed().as_secs_f64().max(1e-3);
+    let cpu_s = m.stats.cpu_us.load(Ordering::Relaxed) as f64 / 1e6;
+    json!({
+        "id": id,
+        "output": m.spec.output,
+        "layout": m.layout_spec,
+        "inputs": m.inputs.iter().map(|(k, s)| {
+            let s = s.lock();
+            json!({
+                "stream": k.to_string(),
+                "live": s.live,
+                "frames_in": s.frames_in,
+                "decode_errors": s.decode_errors,
+                "has_picture": s.picture.is_some(),
+            })
+        }).collect::<Vec<_>>(),
+        "video_frames": m.stats.video_frames.load(Ordering::Relaxed),
+        "audio_frames": m.stats.audio_frames.load(Ordering::Relaxed),
+        "late_ticks": m.stats.late_ticks.load(Ordering::Relaxed),
+        "cpu_seconds": cpu_s,
+        "cpu_percent": cpu_s / secs * 100.0,
+    })
+}
+
+/// Runs CPU-heavy work (decoding) without holding up the runtime's other
+/// tasks.
+fn heavy<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}

@@ -1,0 +1,152 @@
+//! The mixing loop: on its own clock, every 20 ms it mixes the inputs'
+//! audio, and at the frame rate it composites their latest pictures; both
+//! are encoded and published as one hub stream. A late or frozen input
+//! never holds it up: its last picture is reused and its audio is silence.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use costream_audio::AacEncoder;
+use costream_hub::{Codec, Frame, FrameKind, Publisher};
+use costream_mixer::{AudioMixer, Compositor, Layout, Picture};
+use openh264::formats::YUVSource;
+use parking_lot::Mutex;
+
+use super::input::SharedInput;
+use crate::bridge::video::Output;
+
+/// Audio block: 20 ms of 48 kHz stereo.
+const BLOCK: usize = 960 * 2;
+/// An input's audio joins the mix once this much is buffered (its jitter
+/// buffer): 60 ms.
+const JITTER: usize = 3 * BLOCK;
+
+pub struct MixParams {
+    pub width: usize,
+    pub height: usize,
+    pub fps: f32,
+    pub bitrate: u32,
+}
+
+#[derive(Default)]
+pub struct MixStats {
+    pub video_frames: AtomicU64,
+    pub audio_frames: AtomicU64,
+    pub late_ticks: AtomicU64,
+    pub cpu_us: AtomicU64,
+}
+
+/// Runs until `stop` is set; publishes into `publisher`.
+pub fn run(
+    params: MixParams,
+    layout: Arc<Mutex<Layout>>,
+    inputs: Vec<SharedInput>,
+    publisher: Publisher,
+    stats: Arc<MixStats>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut compositor = Compositor::new(params.width, params.height);
+    let mut video = Output::new(params.bitrate);
+    let mut mixer = AudioMixer::new();
+    let mut aac = match AacEncoder::new(Some(128_000)) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!("mixer: AAC encoder: {e}");
+            return;
+        }
+    };
+    let _ = publisher.push(
+        Frame::new(FrameKind::AudioConfig, 0, 0, aac.audio_specific_config())
+            .with_codec(Codec::Aac),
+    );
+    let start = Instant::now();
+    let frame_ms = 1000.0 / f64::from(params.fps.max(1.0));
+    let (mut blocks, mut pictures) = (0u64, 0u64);
+    let mut taken: Vec<Vec<f32>> = vec![Vec::new(); inputs.len()];
+    while !stop.load(Ordering::Relaxed) {
+        let work = Instant::now();
+        let now_ms = start.elapsed().as_secs_f64() * 1000.0;
+        // Audio: every block that is due.
+        while (blocks as f64) * 20.0 <= now_ms {
+            for (input, buf) in inputs.iter().zip(taken.iter_mut()) {
+                buf.clear();
+                let mut st = input.lock();
+                if !st.audio_started && st.pcm.len() >= JITTER {
+                    st.audio_started = true;
+                }
+                if st.audio_started {
+                    let n = st.pcm.len().min(BLOCK);
+                    buf.extend(st.pcm.drain(..n));
+                    if n < BLOCK {
+                        // Ran dry: wait for the jitter buffer again.
+                        st.audio_started = false;
+                    }
+                }
+            }
+            let ins: Vec<(&[f32], f32)> = taken.iter().map(|b| (b.as_slice(), 1.0)).collect();
+            let pts = (blocks * 20) as i64;
+            if aac.push(mixer.mix(BLOCK, &ins), pts).is_ok() {
+                while let Some(p) = aac.pop() {
+                    let f = Frame::audio(p.pts_ms.max(0), p.data).with_codec(Codec::Aac);
+                    let _ = publisher.push(f);
+                    stats.audio_frames.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            blocks += 1;
+        }
+        // Video: the next picture, if due.
+        if (pictures as f64) * frame_ms <= now_ms {
+            let latest: Vec<Option<Arc<Picture>>> =
+                inputs.iter().map(|i| i.lock().picture.clone()).collect();
+            let refs: Vec<Option<&Picture>> = latest.iter().map(|p| p.as_deref()).collect();
+            let layout = layout.lock().clone();
+            let canvas = compositor.compose(&layout, &refs);
+            let pts = (pictures as f64 * frame_ms) as i64;
+            if let Err(e) = video.encode(&Yuv(canvas), pts, params.fps) {
+                tracing::debug!("mixer: encode: {e}");
+            }
+            while let Some(f) = video.pop() {
+                let _ = publisher.push(f);
+                stats.video_frames.fetch_add(1, Ordering::Relaxed);
+            }
+            pictures += 1;
+            // Far behind (a stalled machine): skip ahead rather than burst.
+            if (now_ms - pictures as f64 * frame_ms) > 10.0 * frame_ms {
+                pictures = (now_ms / frame_ms) as u64;
+                stats.late_ticks.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        stats
+            .cpu_us
+            .fetch_add(work.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let next_audio = blocks as f64 * 20.0;
+        let next_video = pictures as f64 * frame_ms;
+        let wait = next_audio.min(next_video) - start.elapsed().as_secs_f64() * 1000.0;
+        if wait > 0.0 {
+            std::thread::sleep(Duration::from_secs_f64(wait / 1000.0));
+        }
+    }
+    publisher.end();
+}
+
+/// A composite as OpenH264's input.
+struct Yuv<'a>(&'a Picture);
+
+impl YUVSource for Yuv<'_> {
+    fn dimensions(&self) -> (usize, usize) {
+        (self.0.width, self.0.height)
+    }
+    fn strides(&self) -> (usize, usize, usize) {
+        (self.0.width, self.0.width / 2, self.0.width / 2)
+    }
+    fn y(&self) -> &[u8] {
+        &self.0.y
+    }
+    fn u(&self) -> &[u8] {
+        &self.0.u
+    }
+    fn v(&self) -> &[u8] {
+        &self.0.v
+    }
+}

@@ -1,0 +1,276 @@
+//! Server-side mixing of hub streams: two RTMP pushes (ffmpeg, solid red
+//! with a 440 Hz tone and solid blue with 1000 Hz) mixed into one stream
+//! that ffmpeg reads back over HTTP-FLV.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use costream::access::{mint, ApiKey, Role};
+use costream::server::Server;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+fn key() -> ApiKey {
+    ApiKey {
+        key: "test".into(),
+        secret: "mix-test-secret-0123456789".into(),
+    }
+}
+
+/// ffmpeg pushing a solid colour and a tone over RTMP in real time.
+fn push_colour(url: &str, colour: &str, freq: u32) -> Child {
+    Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("color=c={colour}:size=640x360:rate=15"),
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("sine=frequency={freq}:sample_rate=48000"),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            "30",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "96k",
+            "-f",
+            "flv",
+            url,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg is installed (scripts/test installs it)")
+}
+
+/// An admin API call: (status, JSON body).
+async fn call(server: &Server, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let token = mint(
+        &key(),
+        "*",
+        "ops",
+        Role::Host,
+        None,
+        Duration::from_secs(600),
+    )
+    .unwrap();
+    let mut s = tokio::net::TcpStream::connect(server.http_addr)
+        .await
+        .unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.0\r\nHost: t\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// One decoded picture of the stream (RGB24, 640x360), skipping the first
+/// `skip` frames.
+async fn grab_picture(url: &str, skip: u32) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            url,
+            "-vf",
+            &format!("select=gte(n\\,{skip})"),
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
+        .stdin(Stdio::null())
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(20), out)
+        .await
+        .expect("ffmpeg read the mix in time")
+        .unwrap();
+    assert_eq!(
+        out.stdout.len(),
+        640 * 360 * 3,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn rgb(pic: &[u8], x: usize, y: usize) -> (u8, u8, u8) {
+    let i = (y * 640 + x) * 3;
+    (pic[i], pic[i + 1], pic[i + 2])
+}
+
+fn is_red((r, g, b): (u8, u8, u8)) -> bool {
+    r > 180 && g < 70 && b < 70
+}
+
+fn is_blue((r, g, b): (u8, u8, u8)) -> bool {
+    b > 180 && r < 70 && g < 70
+}
+
+/// Power at `freq` in mono f32 samples at 48 kHz (Goertzel), per sample.
+fn power(pcm: &[f32], freq: f32) -> f32 {
+    let coeff = 2.0 * (2.0 * std::f32::consts::PI * freq / 48_000.0).cos();
+    let (mut s1, mut s2) = (0.0f32, 0.0f32);
+    for s in pcm {
+        let s0 = s + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / pcm.len().max(1) as f32
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pushes_mix_into_one_stream_with_both_pictures_and_both_tones() {
+    let server = start_server(|c| c.auth.api_keys = vec![key()]).await;
+    let _red = push_colour(&rtmp_url(&server, "live/red"), "red", 440);
+    let mut blue = push_colour(&rtmp_url(&server, "live/blue"), "blue", 1000);
+    wait_for_stream(&server, "live/red").await;
+    wait_for_stream(&server, "live/blue").await;
+
+    let (status, body) = call(
+        &server,
+        "POST",
+        "/api/v1/mixes",
+        r#"{"inputs":["live/red","live/blue"],"output":"live/mix","layout":"grid","width":640,"height":360,"fps":15}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    // Both inputs decoded, the mix running.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, m) = call(&server, "GET", &format!("/api/v1/mixes/{id}"), "").await;
+        let pictures = m["inputs"]
+            .as_array()
+            .map_or(0, |i| i.iter().filter(|i| i["has_picture"] == true).count());
+        if pictures == 2 && m["video_frames"].as_u64().unwrap_or(0) > 15 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "mix not running: {m}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let url = http_url(&server, "/live/mix.flv");
+
+    // Grid: red left, blue right.
+    let pic = grab_picture(&url, 5).await;
+    assert!(
+        is_red(rgb(&pic, 160, 180)),
+        "left: {:?}",
+        rgb(&pic, 160, 180)
+    );
+    assert!(
+        is_blue(rgb(&pic, 480, 180)),
+        "right: {:?}",
+        rgb(&pic, 480, 180)
+    );
+
+    // Both tones in the mixed audio.
+    let out = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            &url,
+            "-t",
+            "3",
+            "-vn",
+            "-ac",
+            "1",
+            "-ar",
+            "48000",
+            "-f",
+            "f32le",
+            "-",
+        ])
+        .stdin(Stdio::null())
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(20), out)
+        .await
+        .unwrap()
+        .unwrap();
+    let pcm: Vec<f32> = out
+        .stdout
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .skip(48_000 / 2)
+        .collect();
+    assert!(pcm.len() > 48_000, "{} samples", pcm.len());
+    let (a, b, off) = (power(&pcm, 440.0), power(&pcm, 1000.0), power(&pcm, 700.0));
+    eprintln!("mix audio power: 440 Hz {a:.3}, 1000 Hz {b:.3}, 700 Hz {off:.5}");
+    assert!(
+        a > 100.0 * off && b > 100.0 * off,
+        "440: {a}, 1000: {b}, 700: {off}"
+    );
+
+    // A layout change moves the pictures: red full, blue small bottom right.
+    let (status, body) = call(
+        &server,
+        "PATCH",
+        &format!("/api/v1/mixes/{id}"),
+        r#"{"layout":"pip"}"#,
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let pic = grab_picture(&url, 20).await;
+    assert!(
+        is_red(rgb(&pic, 320, 100)),
+        "host: {:?}",
+        rgb(&pic, 320, 100)
+    );
+    assert!(
+        is_blue(rgb(&pic, 560, 310)),
+        "guest: {:?}",
+        rgb(&pic, 560, 310)
+    );
+
+    // A frozen input (its publisher gone) does not stop the mix.
+    let _ = blue.kill().await;
+    let (_, before) = call(&server, "GET", &format!("/api/v1/mixes/{id}"), "").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, after) = call(&server, "GET", &format!("/api/v1/mixes/{id}"), "").await;
+    let made = after["video_frames"].as_u64().unwrap() - before["video_frames"].as_u64().unwrap();
+    assert!(made >= 24, "{made} frames in 2 s at 15 fps: {after}");
+    eprintln!("mix: {after}");
+
+    let (status, _) = call(&server, "DELETE", &format!("/api/v1/mixes/{id}"), "").await;
+    assert_eq!(status, 204);
+    let (_, list) = call(&server, "GET", "/api/v1/mixes", "").await;
+    assert_eq!(list["mixes"], serde_json::json!([]));
+}
