@@ -50,8 +50,8 @@ pub async fn run(hub: Hub, key: StreamKey, state: SharedInput) {
                     st.frames_in += 1;
                     match out {
                         Ok(Decoded::Picture(p)) => st.picture = Some(Arc::new(p)),
-                        Ok(Decoded::Pcm(pcm)) => {
-                            st.pcm.extend(pcm);
+                        Ok(Decoded::Pcm) => {
+                            st.pcm.extend(decoder.pcm.iter().copied());
                             let over = st.pcm.len().saturating_sub(MAX_PCM);
                             st.pcm.drain(..over);
                         }
@@ -70,7 +70,8 @@ pub async fn run(hub: Hub, key: StreamKey, state: SharedInput) {
 
 enum Decoded {
     Picture(Picture),
-    Pcm(Vec<f32>),
+    /// New samples in `InputDecoder::pcm`.
+    Pcm,
     Nothing,
 }
 
@@ -80,6 +81,8 @@ struct InputDecoder {
     param_sets: Vec<u8>,
     audio: Option<PcmDecoder>,
     annexb: Vec<u8>,
+    /// The last audio frame's samples (reused).
+    pcm: Vec<f32>,
 }
 
 impl InputDecoder {
@@ -137,9 +140,10 @@ impl InputDecoder {
                 let Some(a) = self.audio.as_mut() else {
                     return Ok(Decoded::Nothing);
                 };
-                a.decode(&frame.data)
-                    .map(|pcm| Decoded::Pcm(pcm.to_vec()))
-                    .map_err(drop)
+                let pcm = a.decode(&frame.data).map_err(drop)?;
+                self.pcm.clear();
+                self.pcm.extend_from_slice(pcm);
+                Ok(Decoded::Pcm)
             }
             // VP8 and anything else: shown as a plain tile.
             _ => Ok(Decoded::Nothing),
