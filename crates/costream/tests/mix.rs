@@ -274,3 +274,67 @@ async fn two_pushes_mix_into_one_stream_with_both_pictures_and_both_tones() {
     let (_, list) = call(&server, "GET", "/api/v1/mixes", "").await;
     assert_eq!(list["mixes"], serde_json::json!([]));
 }
+
+/// ffmpeg listening for one RTMP publish on `port` for `seconds`; the video
+/// frames it decoded (scaled to 64x36).
+async fn rtmp_receiver(port: u16, seconds: u32) -> usize {
+    let out = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-listen",
+            "1",
+            "-i",
+            &format!("rtmp://127.0.0.1:{port}/live/cdn"),
+            "-t",
+            &seconds.to_string(),
+            "-an",
+            "-s",
+            "64x36",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), out)
+        .await
+        .expect("the receiver got the push in time")
+        .unwrap();
+    out.stdout.len() / (64 * 36 * 3)
+}
+
+/// The mix also goes out to an RTMP server (here ffmpeg listening); when
+/// that server goes away and comes back, the push reconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mix_is_pushed_over_rtmp_and_reconnects() {
+    let server = start_server(|c| c.auth.api_keys = vec![key()]).await;
+    let _red = push_colour(&rtmp_url(&server, "live/red"), "red", 440);
+    wait_for_stream(&server, "live/red").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let first = tokio::spawn(rtmp_receiver(port, 2));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let spec = format!(
+        r#"{{"inputs":["live/red"],"output":"live/out","width":640,"height":360,"fps":15,"push":["rtmp://127.0.0.1:{port}/live/cdn"]}}"#
+    );
+    let (status, body) = call(&server, "POST", "/api/v1/mixes", &spec).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let frames = first.await.unwrap();
+    assert!(frames >= 15, "the first receiver decoded {frames} frames");
+    // The receiver is gone; a new one on the same port gets the push again.
+    let frames = rtmp_receiver(port, 2).await;
+    assert!(frames >= 15, "the second receiver decoded {frames} frames");
+    let (_, m) = call(&server, "GET", &format!("/api/v1/mixes/{id}"), "").await;
+    let connects = m["push"][0]["connects"].as_u64().unwrap_or(0);
+    assert!(connects >= 2, "{m}");
+    eprintln!("push: {}", m["push"]);
+}

@@ -3,6 +3,7 @@
 
 mod api;
 mod input;
+mod push;
 mod task;
 
 pub use api::router;
@@ -35,6 +36,9 @@ pub struct MixSpec {
     pub height: Option<usize>,
     pub fps: Option<f32>,
     pub bitrate: Option<u32>,
+    /// RTMP URLs the mix is also pushed to (a CDN), reconnecting on failure.
+    #[serde(default)]
+    pub push: Vec<String>,
 }
 
 /// `"grid"`, `"speaker"`, `"pip"`, or `{"custom": [[x, y, w, h, z], ...]}`
@@ -72,6 +76,7 @@ struct Mix {
     stop: Arc<AtomicBool>,
     inputs: Vec<(StreamKey, input::SharedInput)>,
     readers: Vec<tokio::task::JoinHandle<()>>,
+    pushes: Vec<Arc<Mutex<push::PushStatus>>>,
     started: std::time::Instant,
 }
 
@@ -116,6 +121,12 @@ impl Mixes {
         if !(1.0..=30.0).contains(&fps) || !(100_000..=8_000_000).contains(&bitrate) {
             return Err(bad("fps must be 1..=30 and bitrate 100000..=8000000".into()));
         }
+        if spec.push.len() > 4 {
+            return Err(bad("at most 4 push URLs".into()));
+        }
+        for url in &spec.push {
+            push::check_url(url).map_err(bad)?;
+        }
         if self.mixes.lock().len() >= MAX_MIXES {
             return Err((503, format!("{MAX_MIXES} mixes run already")));
         }
@@ -132,10 +143,28 @@ impl Mixes {
             .into_iter()
             .map(|k| (k, Default::default()))
             .collect();
-        let readers = shared
+        let mut readers: Vec<_> = shared
             .iter()
             .map(|(k, s)| tokio::spawn(input::run(self.hub.clone(), k.clone(), s.clone())))
             .collect();
+        let pushes: Vec<Arc<Mutex<push::PushStatus>>> = spec
+            .push
+            .iter()
+            .map(|url| {
+                Arc::new(Mutex::new(push::PushStatus {
+                    url: url.clone(),
+                    ..Default::default()
+                }))
+            })
+            .collect();
+        for (url, status) in spec.push.iter().zip(&pushes) {
+            readers.push(tokio::spawn(push::run(
+                self.hub.clone(),
+                output.clone(),
+                url.clone(),
+                status.clone(),
+            )));
+        }
         let params = MixParams {
             width: width & !1,
             height: height & !1,
@@ -159,6 +188,7 @@ impl Mixes {
                 stop,
                 inputs: shared,
                 readers,
+                pushes,
                 started: std::time::Instant::now(),
             },
         );
@@ -216,6 +246,7 @@ fn describe(id: &str, m: &Mix) -> Value {
                 "has_picture": s.picture.is_some(),
             })
         }).collect::<Vec<_>>(),
+        "push": m.pushes.iter().map(|p| p.lock().clone()).collect::<Vec<_>>(),
         "video_frames": m.stats.video_frames.load(Ordering::Relaxed),
         "audio_frames": m.stats.audio_frames.load(Ordering::Relaxed),
         "late_ticks": m.stats.late_ticks.load(Ordering::Relaxed),
