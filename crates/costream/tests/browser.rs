@@ -137,6 +137,104 @@ fn room_tokens(room: &str, identities: &[&str], host: impl Fn(usize) -> bool) ->
         .collect()
 }
 
+/// Mixes the room's three publications once they are live; returns the
+/// mix as the API shows it after about two seconds, and what ffprobe finds
+/// in it over HTTP-FLV.
+async fn mix_the_room(server: &Server, identities: &[&str]) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let live = identities.iter().all(|i| {
+            let key = costream_hub::StreamKey::parse(&format!("room.r1/{i}")).unwrap();
+            server
+                .hub()
+                .stream(&key)
+                .is_some_and(|s| s.info().video.is_some() && s.info().audio.is_some())
+        });
+        if live {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the room's publications did not go live"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ops = costream::access::mint(
+        &room_key(),
+        "*",
+        "ops",
+        costream::access::Role::Host,
+        None,
+        Duration::from_secs(600),
+    )
+    .unwrap();
+    let inputs: Vec<String> = identities
+        .iter()
+        .map(|i| format!("\"room.r1/{i}\""))
+        .collect();
+    let body = format!(
+        r#"{{"inputs":[{}],"output":"live/r1","layout":"speaker","width":640,"height":360}}"#,
+        inputs.join(",")
+    );
+    let (status, _, answer) = http_send_auth(server, "POST", "/api/v1/mixes", &ops, &body).await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
+    let id: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    let id = id["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let probe = ffprobe(&http_url(server, "/live/r1.flv"), &["-show_streams"]).await;
+    let streams = probe["streams"].as_array().cloned().unwrap_or_default();
+    let video = streams.iter().find(|s| s["codec_type"] == "video");
+    assert_eq!(
+        video.map(|v| (v["codec_name"].clone(), u(&v["width"]), u(&v["height"]))),
+        Some(("h264".into(), 640, 360)),
+        "{probe}"
+    );
+    assert!(streams.iter().any(|s| s["codec_name"] == "aac"), "{probe}");
+    let (_, _, mix) = http_send_auth(server, "GET", &format!("/api/v1/mixes/{id}"), &ops, "").await;
+    let mix: serde_json::Value = serde_json::from_slice(&mix).unwrap_or_default();
+    eprintln!("room mix: {mix}");
+    mix
+}
+
+/// A request with a bearer token and a JSON body: (status, head, body).
+async fn http_send_auth(
+    server: &Server,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> (u16, String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(server.http_addr)
+        .await
+        .unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.0\r\nHost: t\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(buf.len());
+    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        head,
+        buf.get(end + 4..).unwrap_or_default().to_vec(),
+    )
+}
+
 fn u(v: &serde_json::Value) -> u64 {
     v.as_u64().unwrap_or(0)
 }
@@ -321,8 +419,24 @@ async fn chromium_three_participants_see_and_hear_each_other() {
         "--timeout".into(),
         "60".into(),
     ];
-    let out = run_node_script(ROOM, &args, Duration::from_secs(90)).await;
+    let script =
+        tokio::spawn(async move { run_node_script(ROOM, &args, Duration::from_secs(90)).await });
+    // While they talk, the room is broadcast: its publications (hub streams
+    // room.r1/IDENTITY) mixed into one stream, Opus and browser H.264 in.
+    let mix = mix_the_room(&server, &identities).await;
+    let out = script.await.expect("the script task");
     assert_eq!(out["ok"], true, "{out}");
+    let inputs = mix["inputs"].as_array().expect("mix inputs");
+    assert!(
+        inputs
+            .iter()
+            .all(|i| i["has_picture"] == true && u(&i["decode_errors"]) == 0),
+        "every participant's video decoded in the mix: {mix}"
+    );
+    assert!(
+        u(&mix["video_frames"]) >= 15 && u(&mix["audio_frames"]) >= 40,
+        "{mix}"
+    );
 
     let participants = out["participants"].as_array().expect("participants");
     let mut seen: Vec<&str> = participants
