@@ -137,9 +137,9 @@ fn room_tokens(room: &str, identities: &[&str], host: impl Fn(usize) -> bool) ->
         .collect()
 }
 
-/// Mixes the room's three publications once they are live; returns the
-/// mix as the API shows it after about two seconds, and what ffprobe finds
-/// in it over HTTP-FLV.
+/// Mixes the room (`POST /api/v1/rooms/r1/mix`) once its three
+/// publications are live; checks what ffprobe finds in the mix over
+/// HTTP-FLV and returns the mix as the API shows it about two seconds on.
 async fn mix_the_room(server: &Server, identities: &[&str]) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
@@ -168,15 +168,11 @@ async fn mix_the_room(server: &Server, identities: &[&str]) -> serde_json::Value
         Duration::from_secs(600),
     )
     .unwrap();
-    let inputs: Vec<String> = identities
-        .iter()
-        .map(|i| format!("\"room.r1/{i}\""))
-        .collect();
-    let body = format!(
-        r#"{{"inputs":[{}],"output":"live/r1","layout":"speaker","width":640,"height":360}}"#,
-        inputs.join(",")
-    );
-    let (status, _, answer) = http_send_auth(server, "POST", "/api/v1/mixes", &ops, &body).await;
+    // The room's own mix: its publications, the host first, followed as
+    // they come and go.
+    let body = r#"{"layout":"speaker","width":640,"height":360}"#;
+    let (status, _, answer) =
+        http_send_auth(server, "POST", "/api/v1/rooms/r1/mix", &ops, body).await;
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
     let id: serde_json::Value = serde_json::from_slice(&answer).unwrap();
     let id = id["id"].as_str().unwrap().to_owned();
@@ -193,6 +189,13 @@ async fn mix_the_room(server: &Server, identities: &[&str]) -> serde_json::Value
     let (_, _, mix) = http_send_auth(server, "GET", &format!("/api/v1/mixes/{id}"), &ops, "").await;
     let mix: serde_json::Value = serde_json::from_slice(&mix).unwrap_or_default();
     eprintln!("room mix: {mix}");
+    assert_eq!(mix["room"], "r1", "{mix}");
+    let streams: Vec<&str> = mix["inputs"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|i| i["stream"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(streams.len(), 3, "{mix}");
+    assert_eq!(streams[0], "room.r1/alice", "the host comes first: {mix}");
     mix
 }
 

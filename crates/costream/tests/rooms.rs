@@ -1340,3 +1340,55 @@ async fn an_empty_room_closes_after_the_timeout() {
         "closed before the timeout"
     );
 }
+
+/// A room's mix follows its publications: hosts first, then in the order
+/// they started publishing; a publication that ends leaves the mix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_mix_follows_its_publications() {
+    let server = server(|_| {}).await;
+    let ops = token("*", "ops", Role::Host);
+    let (status, body) = admin(
+        &server,
+        "POST",
+        "/api/v1/rooms/f/mix",
+        Some(&ops),
+        r#"{"width":320,"height":180,"fps":10}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    async fn streams(server: &Server, ops: &str, id: &str) -> Vec<String> {
+        let (_, m) = admin(server, "GET", &format!("/api/v1/mixes/{id}"), Some(ops), "").await;
+        m["inputs"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|i| i["stream"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    async fn until(server: &Server, ops: &str, id: &str, want: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = streams(server, ops, id).await;
+            if got == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mix inputs {got:?}, want {want:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    until(&server, &ops, &id, &[]).await;
+    let mut guest = join(&server, "f", "guest", Role::Guest).await;
+    let (_, _guest_peer) = publish_live(&mut guest).await;
+    until(&server, &ops, &id, &["room.f/guest"]).await;
+    let mut host = join(&server, "f", "host", Role::Host).await;
+    let (_, _host_peer) = publish_live(&mut host).await;
+    until(&server, &ops, &id, &["room.f/host", "room.f/guest"]).await;
+    guest.send(ClientMessage::Unpublish).await.unwrap();
+    until(&server, &ops, &id, &["room.f/host"]).await;
+}

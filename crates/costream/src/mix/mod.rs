@@ -39,6 +39,9 @@ pub struct MixSpec {
     /// RTMP URLs the mix is also pushed to (a CDN), reconnecting on failure.
     #[serde(default)]
     pub push: Vec<String>,
+    /// Set for a room's mix (`POST /api/v1/rooms/{room}/mix`).
+    #[serde(skip_deserializing)]
+    pub room: Option<String>,
 }
 
 /// `"grid"`, `"speaker"`, `"pip"`, or `{"custom": [[x, y, w, h, z], ...]}`
@@ -68,13 +71,29 @@ impl LayoutSpec {
     }
 }
 
+/// One input: its stream, what its reader decoded, the reader.
+struct Slot {
+    key: StreamKey,
+    state: input::SharedInput,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
 struct Mix {
     spec: MixSpec,
     layout_spec: LayoutSpec,
     layout: Arc<Mutex<Layout>>,
     stats: Arc<MixStats>,
     stop: Arc<AtomicBool>,
-    inputs: Vec<(StreamKey, input::SharedInput)>,
+    slots: Arc<Mutex<Vec<Slot>>>,
+    /// What the mixing loop reads, in slot order.
+    feed: Arc<Mutex<Vec<input::SharedInput>>>,
+    /// Push tasks, and for a room's mix the task following the room.
     readers: Vec<tokio::task::JoinHandle<()>>,
     pushes: Vec<Arc<Mutex<push::PushStatus>>>,
     started: std::time::Instant,
@@ -96,11 +115,36 @@ impl Mixes {
         }
     }
 
+    /// Starts a mix of a room's publications, following them as
+    /// participants start and stop publishing (hosts first).
+    pub fn create_for_room(
+        &self,
+        rooms: crate::room::Rooms,
+        room: String,
+        mut spec: MixSpec,
+    ) -> Result<String, (u16, String)> {
+        spec.inputs = rooms
+            .publications(&room)
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
+        spec.room = Some(room.clone());
+        self.create_inner(spec, Some((rooms, room)))
+    }
+
     /// Starts a mix; its id.
     pub fn create(&self, spec: MixSpec) -> Result<String, (u16, String)> {
+        self.create_inner(spec, None)
+    }
+
+    fn create_inner(
+        &self,
+        spec: MixSpec,
+        room: Option<(crate::room::Rooms, String)>,
+    ) -> Result<String, (u16, String)> {
         let bad = |m: String| (400u16, m);
         let output = StreamKey::parse(&spec.output).map_err(|e| bad(format!("output: {e}")))?;
-        if spec.inputs.is_empty() || spec.inputs.len() > MAX_INPUTS {
+        if (spec.inputs.is_empty() && room.is_none()) || spec.inputs.len() > MAX_INPUTS {
             return Err(bad(format!("between 1 and {MAX_INPUTS} inputs")));
         }
         let inputs = spec
@@ -139,14 +183,19 @@ impl Mixes {
         let layout = Arc::new(Mutex::new(layout_spec.layout()));
         let stats = Arc::new(MixStats::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let shared: Vec<(StreamKey, input::SharedInput)> = inputs
-            .into_iter()
-            .map(|k| (k, Default::default()))
-            .collect();
-        let mut readers: Vec<_> = shared
-            .iter()
-            .map(|(k, s)| tokio::spawn(input::run(self.hub.clone(), k.clone(), s.clone())))
-            .collect();
+        let slots: Vec<Slot> = inputs.into_iter().map(|k| self.slot(k)).collect();
+        let feed = Arc::new(Mutex::new(slots.iter().map(|s| s.state.clone()).collect()));
+        let slots = Arc::new(Mutex::new(slots));
+        let mut readers = Vec::new();
+        if let Some((rooms, room)) = room {
+            readers.push(tokio::spawn(follow_room(
+                self.clone(),
+                rooms,
+                room,
+                slots.clone(),
+                feed.clone(),
+            )));
+        }
         let pushes: Vec<Arc<Mutex<push::PushStatus>>> = spec
             .push
             .iter()
@@ -171,11 +220,10 @@ impl Mixes {
             fps,
             bitrate,
         };
-        let states = shared.iter().map(|(_, s)| s.clone()).collect();
-        let (l, st, sp) = (layout.clone(), stats.clone(), stop.clone());
+        let (l, st, sp, f) = (layout.clone(), stats.clone(), stop.clone(), feed.clone());
         std::thread::Builder::new()
             .name(format!("costream-{id}"))
-            .spawn(move || task::run(params, l, states, publisher, st, sp))
+            .spawn(move || task::run(params, l, f, publisher, st, sp))
             .map_err(|e| (500u16, e.to_string()))?;
         tracing::info!(%id, %output, inputs = ?spec.inputs, "mix started");
         self.mixes.lock().insert(
@@ -186,13 +234,20 @@ impl Mixes {
                 layout,
                 stats,
                 stop,
-                inputs: shared,
+                slots,
+                feed,
                 readers,
                 pushes,
                 started: std::time::Instant::now(),
             },
         );
         Ok(id)
+    }
+
+    fn slot(&self, key: StreamKey) -> Slot {
+        let state = input::SharedInput::default();
+        let reader = tokio::spawn(input::run(self.hub.clone(), key.clone(), state.clone()));
+        Slot { key, state, reader }
     }
 
     pub fn set_layout(&self, id: &str, layout: LayoutSpec) -> bool {
@@ -213,6 +268,9 @@ impl Mixes {
         for r in &m.readers {
             r.abort();
         }
+        // Dropping the slots stops their readers.
+        m.slots.lock().clear();
+        m.feed.lock().clear();
         tracing::info!(%id, "mix stopped");
         true
     }
@@ -236,10 +294,11 @@ fn describe(id: &str, m: &Mix) -> Value {
         "id": id,
         "output": m.spec.output,
         "layout": m.layout_spec,
-        "inputs": m.inputs.iter().map(|(k, s)| {
-            let s = s.lock();
+        "room": m.spec.room,
+        "inputs": m.slots.lock().iter().map(|slot| {
+            let s = slot.state.lock();
             json!({
-                "stream": k.to_string(),
+                "stream": slot.key.to_string(),
                 "live": s.live,
                 "frames_in": s.frames_in,
                 "decode_errors": s.decode_errors,
@@ -262,5 +321,38 @@ fn heavy<T>(work: impl FnOnce() -> T) -> T {
     match Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
         _ => work(),
+    }
+}
+
+/// Keeps a room's mix on the room's publications, in rank order.
+async fn follow_room(
+    mixes: Mixes,
+    rooms: crate::room::Rooms,
+    room: String,
+    slots: Arc<Mutex<Vec<Slot>>>,
+    feed: Arc<Mutex<Vec<input::SharedInput>>>,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let want: Vec<StreamKey> = rooms
+            .publications(&room)
+            .into_iter()
+            .take(MAX_INPUTS)
+            .collect();
+        let mut slots = slots.lock();
+        if slots.iter().map(|s| &s.key).eq(want.iter()) {
+            continue;
+        }
+        let mut old: Vec<Slot> = std::mem::take(&mut *slots);
+        for key in want {
+            match old.iter().position(|s| s.key == key) {
+                Some(i) => slots.push(old.swap_remove(i)),
+                None => slots.push(mixes.slot(key)),
+            }
+        }
+        tracing::info!(%room, inputs = slots.len(), "room mix follows its publications");
+        *feed.lock() = slots.iter().map(|s| s.state.clone()).collect();
+        // `old` holds the slots no longer wanted: dropped, their readers stop.
     }
 }

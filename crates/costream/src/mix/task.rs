@@ -41,7 +41,7 @@ pub struct MixStats {
 pub fn run(
     params: MixParams,
     layout: Arc<Mutex<Layout>>,
-    inputs: Vec<SharedInput>,
+    inputs: Arc<Mutex<Vec<SharedInput>>>,
     publisher: Publisher,
     stats: Arc<MixStats>,
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -63,9 +63,12 @@ pub fn run(
     let start = Instant::now();
     let frame_ms = 1000.0 / f64::from(params.fps.max(1.0));
     let (mut blocks, mut pictures) = (0u64, 0u64);
-    let mut taken: Vec<Vec<f32>> = vec![Vec::new(); inputs.len()];
+    let mut taken: Vec<Vec<f32>> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let work = Instant::now();
+        // The inputs of this tick (a room's mix follows its publications).
+        let inputs: Vec<SharedInput> = inputs.lock().clone();
+        taken.resize(inputs.len(), Vec::new());
         let now_ms = start.elapsed().as_secs_f64() * 1000.0;
         // Audio: every block that is due.
         while (blocks as f64) * 20.0 <= now_ms {

@@ -29,6 +29,7 @@ pub fn router() -> Router<Arc<AppState>> {
             get(participant).patch(update).delete(remove),
         )
         .route("/rooms/{room}/participants/{identity}/mute", post(mute))
+        .route("/rooms/{room}/mix", post(mix))
 }
 
 /// Checks the bearer token: signed by a known key, not expired, with the
@@ -212,5 +213,48 @@ async fn mute(
     {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => refusal(e),
+    }
+}
+
+/// Broadcasts the room: its publications mixed into one stream (by default
+/// `live/ROOM`), following participants as they start and stop publishing.
+/// The body is as for `POST /api/v1/mixes`, without `inputs`.
+async fn mix(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(r) = authorize(&state, &headers, &room) {
+        return r;
+    }
+    let mut spec: serde_json::Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad JSON: {e}")),
+        }
+    };
+    if spec.get("inputs").is_some() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a room's mix takes the room's publications as inputs",
+        );
+    }
+    spec["inputs"] = json!([]);
+    if spec.get("output").is_none() {
+        spec["output"] = json!(format!("live/{room}"));
+    }
+    let spec: crate::mix::MixSpec = match serde_json::from_value(spec) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    match state.mixes.create_for_room(state.rooms.clone(), room, spec) {
+        Ok(id) => (StatusCode::CREATED, Json(json!({ "id": id }))).into_response(),
+        Err((code, message)) => error(
+            StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
+            &message,
+        ),
     }
 }

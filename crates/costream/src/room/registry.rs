@@ -870,6 +870,27 @@ impl Rooms {
         info.ok_or_else(|| no_participant(room, identity))
     }
 
+    /// A room's live publications (hub streams), hosts first, then in the
+    /// order they started publishing; empty when there is no such room.
+    pub fn publications(&self, room: &str) -> Vec<StreamKey> {
+        let rooms = self.inner.rooms.lock();
+        let Some(r) = rooms.get(room) else {
+            return Vec::new();
+        };
+        let mut live: Vec<((bool, u64), StreamKey)> = r
+            .participants()
+            .filter_map(|p| match p.publication {
+                Publication::Live(s) => Some((
+                    (p.info.role != crate::access::Role::Host, s.0),
+                    feed_key(room, &p.info.identity).ok()?,
+                )),
+                _ => None,
+            })
+            .collect();
+        live.sort_by_key(|(rank, _)| *rank);
+        live.into_iter().map(|(_, k)| k).collect()
+    }
+
     /// A room and its participants, `None` when there is no such room.
     pub fn room(&self, name: &str) -> Option<(RoomSummary, Vec<super::protocol::ParticipantInfo>)> {
         let now = Instant::now();
