@@ -171,11 +171,16 @@ async fn mix_the_room(server: &Server, identities: &[&str]) -> serde_json::Value
     // The room's own mix: its publications, the host first, followed as
     // they come and go.
     let body = r#"{"layout":"speaker","width":640,"height":360}"#;
-    let (status, _, answer) =
-        http_send_auth(server, "POST", "/api/v1/rooms/r1/mix", &ops, body).await;
-    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
-    let id: serde_json::Value = serde_json::from_slice(&answer).unwrap();
-    let id = id["id"].as_str().unwrap().to_owned();
+    let (status, answer) = api_call(
+        server.http_addr,
+        "POST",
+        "/api/v1/rooms/r1/mix",
+        Some(&ops),
+        body,
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    let id = answer["id"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let probe = ffprobe(&http_url(server, "/live/r1.flv"), &["-show_streams"]).await;
     let streams = probe["streams"].as_array().cloned().unwrap_or_default();
@@ -186,8 +191,14 @@ async fn mix_the_room(server: &Server, identities: &[&str]) -> serde_json::Value
         "{probe}"
     );
     assert!(streams.iter().any(|s| s["codec_name"] == "aac"), "{probe}");
-    let (_, _, mix) = http_send_auth(server, "GET", &format!("/api/v1/mixes/{id}"), &ops, "").await;
-    let mix: serde_json::Value = serde_json::from_slice(&mix).unwrap_or_default();
+    let (_, mix) = api_call(
+        server.http_addr,
+        "GET",
+        &format!("/api/v1/mixes/{id}"),
+        Some(&ops),
+        "",
+    )
+    .await;
     eprintln!("room mix: {mix}");
     assert_eq!(mix["room"], "r1", "{mix}");
     let streams: Vec<&str> = mix["inputs"]
@@ -197,45 +208,6 @@ async fn mix_the_room(server: &Server, identities: &[&str]) -> serde_json::Value
     assert_eq!(streams.len(), 3, "{mix}");
     assert_eq!(streams[0], "room.r1/alice", "the host comes first: {mix}");
     mix
-}
-
-/// A request with a bearer token and a JSON body: (status, head, body).
-async fn http_send_auth(
-    server: &Server,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: &str,
-) -> (u16, String, Vec<u8>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(server.http_addr)
-        .await
-        .unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.0\r\nHost: t\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    let end = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(buf.len());
-    let head = String::from_utf8_lossy(&buf[..end]).to_string();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (
-        status,
-        head,
-        buf.get(end + 4..).unwrap_or_default().to_vec(),
-    )
 }
 
 fn u(v: &serde_json::Value) -> u64 {

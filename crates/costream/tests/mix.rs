@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use costream::access::{mint, ApiKey, Role};
 use costream::server::Server;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
 fn key() -> ApiKey {
@@ -62,7 +61,7 @@ fn push_colour(url: &str, colour: &str, freq: u32) -> Child {
         .expect("ffmpeg is installed (scripts/test installs it)")
 }
 
-/// An admin API call: (status, JSON body).
+/// An admin API call with a `*` admin token: (status, JSON body).
 async fn call(server: &Server, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
     let token = mint(
         &key(),
@@ -73,26 +72,7 @@ async fn call(server: &Server, method: &str, path: &str, body: &str) -> (u16, se
         Duration::from_secs(600),
     )
     .unwrap();
-    let mut s = tokio::net::TcpStream::connect(server.http_addr)
-        .await
-        .unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.0\r\nHost: t\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (
-        status,
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-    )
+    api_call(server.http_addr, method, path, Some(&token), body).await
 }
 
 /// One decoded picture of the stream (RGB24, 640x360), skipping the first
