@@ -130,6 +130,17 @@ impl AvcConfig {
         out.freeze()
     }
 
+    /// The SPS and PPS in Annex B framing (start codes), as decoders and
+    /// WebRTC take them.
+    pub fn parameter_sets_annexb(&self) -> Bytes {
+        let mut out = BytesMut::new();
+        for nal in self.sps.iter().chain(&self.pps) {
+            out.put_slice(&[0, 0, 0, 1]);
+            out.put_slice(nal);
+        }
+        out.freeze()
+    }
+
     /// Picture size and frame rate from the first SPS.
     pub fn sps_info(&self) -> Result<SpsInfo, AvcError> {
         let sps = self.sps.first().ok_or(AvcError::NoSps)?;

@@ -10,6 +10,7 @@
 
 mod audio;
 mod task;
+pub(crate) use task::heavy;
 pub(crate) mod video;
 
 use std::collections::HashMap;

@@ -218,7 +218,7 @@ impl Bridge {
 /// 720p) so that it does not hold up the other tasks of the runtime worker
 /// it runs on: on the multi-threaded runtime that worker hands its queue to
 /// another first.
-fn heavy<T>(work: impl FnOnce() -> T) -> T {
+pub(crate) fn heavy<T>(work: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),

@@ -154,11 +154,7 @@ impl VideoReencoder {
 
     fn config(&mut self, record: &Bytes) -> Result<(), ReencodeError> {
         let cfg = AvcConfig::parse(record)?;
-        let mut sets = Vec::with_capacity(record.len() + 16);
-        for nal in cfg.sps.iter().chain(&cfg.pps) {
-            sets.extend_from_slice(&[0, 0, 0, 1]);
-            sets.extend_from_slice(nal);
-        }
+        let sets = cfg.parameter_sets_annexb().to_vec();
         if sets == self.param_sets {
             return Ok(());
         }

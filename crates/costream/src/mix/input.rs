@@ -5,7 +5,6 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use bytes::BufMut;
 use costream_audio::PcmDecoder;
 use costream_hub::avc::{self, AvcConfig};
 use costream_hub::{Codec, FrameKind, Hub, Protocol, StreamKey};
@@ -80,7 +79,7 @@ struct InputDecoder {
     video: Option<Decoder>,
     param_sets: Vec<u8>,
     audio: Option<PcmDecoder>,
-    annexb: Vec<u8>,
+    annexb: bytes::BytesMut,
     /// The last audio frame's samples (reused).
     pcm: Vec<f32>,
 }
@@ -90,11 +89,7 @@ impl InputDecoder {
         match (frame.kind, frame.codec) {
             (FrameKind::VideoConfig, Codec::H264) => {
                 let cfg = AvcConfig::parse(&frame.data).map_err(drop)?;
-                let mut sets = Vec::new();
-                for nal in cfg.sps.iter().chain(&cfg.pps) {
-                    sets.extend_from_slice(&[0, 0, 0, 1]);
-                    sets.extend_from_slice(nal);
-                }
+                let sets = cfg.parameter_sets_annexb().to_vec();
                 if sets != self.param_sets {
                     let mut d = Decoder::with_api_config(
                         OpenH264API::from_source(),
@@ -112,10 +107,7 @@ impl InputDecoder {
                     return Ok(Decoded::Nothing);
                 };
                 self.annexb.clear();
-                for nal in avc::avcc_nalus(&frame.data, 4) {
-                    self.annexb.put_slice(&[0, 0, 0, 1]);
-                    self.annexb.put_slice(nal);
-                }
+                avc::avcc_to_annexb(&frame.data, &mut self.annexb);
                 match d.decode(&self.annexb) {
                     Ok(Some(yuv)) => {
                         let (w, h) = yuv.dimensions();

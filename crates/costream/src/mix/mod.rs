@@ -6,6 +6,8 @@ mod input;
 mod push;
 mod task;
 
+use crate::bridge::heavy;
+
 pub use api::router;
 
 use std::collections::HashMap;
@@ -312,16 +314,6 @@ fn describe(id: &str, m: &Mix) -> Value {
         "cpu_seconds": cpu_s,
         "cpu_percent": cpu_s / secs * 100.0,
     })
-}
-
-/// Runs CPU-heavy work (decoding) without holding up the runtime's other
-/// tasks.
-fn heavy<T>(work: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
-        _ => work(),
-    }
 }
 
 /// Keeps a room's mix on the room's publications, in rank order.

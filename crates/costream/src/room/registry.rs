@@ -207,7 +207,7 @@ impl Rooms {
                 Ok(None)
             }
             ClientMessage::Unsubscribe { identity } => {
-                let ended = self.with_member(m, |_, p| {
+                let ended = self.with_member(m, |p| {
                     p.shared.wanted.remove(&identity);
                     Ok(p.subscriptions
                         .remove(&identity)
@@ -282,13 +282,11 @@ impl Rooms {
     fn with_member<T>(
         &self,
         m: &Membership,
-        f: impl FnOnce(&str, &mut super::state::Participant) -> Result<T, Refusal>,
+        f: impl FnOnce(&mut super::state::Participant) -> Result<T, Refusal>,
     ) -> Result<T, Refusal> {
         let mut rooms = self.inner.rooms.lock();
         let room = rooms.get_mut(&m.room).ok_or_else(gone)?;
-        let name = room.name.clone();
-        let p = room.member(&m.identity, m.conn).ok_or_else(gone)?;
-        f(&name, p)
+        f(room.member(&m.identity, m.conn).ok_or_else(gone)?)
     }
 
     fn rtc(&self) -> Result<&RtcService, Refusal> {
@@ -426,7 +424,7 @@ impl Rooms {
                 e => offer_refusal(e),
             })?;
         let kept = self
-            .with_member(m, |_, p| {
+            .with_member(m, |p| {
                 p.subscriptions.insert(publisher.clone(), session);
                 Ok(())
             })
@@ -524,13 +522,13 @@ impl Rooms {
 
     async fn answer_shared(&self, m: &Membership, sdp: String) -> Result<(), Refusal> {
         let rtc = self.rtc()?.clone();
-        let session = self.with_member(m, |_, p| {
+        let session = self.with_member(m, |p| {
             p.shared
                 .session
                 .ok_or((ErrorCode::BadRequest, "no offer to answer".to_string()))
         })?;
         let answered = rtc.shared_answer(session, sdp).await;
-        let _ = self.with_member(m, |_, p| {
+        let _ = self.with_member(m, |p| {
             p.shared.busy = false;
             Ok(())
         });
@@ -649,7 +647,7 @@ impl Rooms {
             .ok()
             .map(SessionId)
             .ok_or_else(|| (ErrorCode::BadRequest, "no such session".to_string()))?;
-        let own = self.with_member(m, |_, p| {
+        let own = self.with_member(m, |p| {
             Ok(p.publication == Publication::Live(session)
                 || p.shared.session == Some(session)
                 || p.subscriptions.values().any(|s| *s == session))

@@ -185,12 +185,7 @@ impl EgressState {
         match (frame.kind, frame.codec) {
             (FrameKind::VideoConfig, Codec::H264) => {
                 let cfg = AvcConfig::parse(&frame.data).ok()?;
-                let mut ps = BytesMut::new();
-                for nal in cfg.sps.iter().chain(&cfg.pps) {
-                    ps.put_slice(&[0, 0, 0, 1]);
-                    ps.put_slice(nal);
-                }
-                self.parameter_sets = Some(ps.freeze());
+                self.parameter_sets = Some(cfg.parameter_sets_annexb());
                 None
             }
             (FrameKind::Video, Codec::H264) => {
