@@ -64,15 +64,15 @@ pub enum SubscribeError {
 /// Cheap to clone; all clones share one registry.
 #[derive(Clone)]
 pub struct Hub {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    config: HubConfig,
-    streams: Mutex<HashMap<StreamKey, Arc<Stream>>>,
-    next_id: AtomicU64,
-    events: broadcast::Sender<HubEvent>,
-    totals: Arc<HubTotals>,
+pub(crate) struct Inner {
+    pub(crate) config: HubConfig,
+    pub(crate) streams: Mutex<HashMap<StreamKey, Arc<Stream>>>,
+    pub(crate) next_id: AtomicU64,
+    pub(crate) events: broadcast::Sender<HubEvent>,
+    pub(crate) totals: Arc<HubTotals>,
 }
 
 impl Hub {
@@ -115,7 +115,7 @@ impl Hub {
     /// Takes the publisher slot of `key`: creates the stream, or resumes one
     /// whose publisher dropped less than the grace period ago.
     pub fn publish(&self, key: StreamKey, protocol: Protocol) -> Result<Publisher, PublishError> {
-        let id = self.inner.next_id.fetch_add(1, Relaxed);
+        let id = self.next_publisher_id();
         let kick = Arc::new(Notify::new());
         let live = Slot::Live {
             id,
@@ -126,18 +126,23 @@ impl Hub {
         let mut streams = self.inner.streams.lock();
         if let Some(stream) = streams.get(&key) {
             let mut st = stream.state.lock();
-            match st.slot {
-                Slot::Waiting { since, .. } => {
-                    st.rebase_gap = Some(since.elapsed().as_millis() as i64);
-                    st.slot = live;
-                    st.publishers += 1;
-                    drop(st);
-                    let _ = self.inner.events.send(HubEvent::StreamResumed(key.clone()));
-                    tracing::info!(stream = %key, "publisher resumed");
-                    return Ok(Publisher::new(self.clone(), stream.clone(), id, kick));
+            if let Some(d) = &mut st.displaced {
+                // Taken over by a mix: a returning publisher feeds `key~src`.
+                if !d.src.resume(id, protocol, kick.clone()) {
+                    return Err(PublishError::AlreadyPublishing(key));
                 }
-                _ => return Err(PublishError::AlreadyPublishing(key)),
+                d.id = id;
+                drop(st);
+                tracing::info!(stream = %key, "publisher resumed under a mix");
+                return Ok(Publisher::new(self.clone(), stream.clone(), id, kick));
             }
+            drop(st);
+            if !stream.resume(id, protocol, kick.clone()) {
+                return Err(PublishError::AlreadyPublishing(key));
+            }
+            let _ = self.inner.events.send(HubEvent::StreamResumed(key.clone()));
+            tracing::info!(stream = %key, "publisher resumed");
+            return Ok(Publisher::new(self.clone(), stream.clone(), id, kick));
         }
         let stream = Arc::new(Stream::new(
             key.clone(),
@@ -154,6 +159,26 @@ impl Hub {
         let _ = self.inner.events.send(HubEvent::StreamStarted(key.clone()));
         tracing::info!(stream = %key, protocol = protocol.name(), "stream started");
         Ok(Publisher::new(self.clone(), stream, id, kick))
+    }
+
+    pub(crate) fn next_publisher_id(&self) -> u64 {
+        self.inner.next_id.fetch_add(1, Relaxed)
+    }
+
+    /// Drops `stream` from the registry (if it is still the one under its key).
+    pub(crate) fn forget(&self, stream: &Arc<Stream>) {
+        let mut streams = self.inner.streams.lock();
+        if streams
+            .get(stream.key())
+            .is_some_and(|s| Arc::ptr_eq(s, stream))
+        {
+            streams.remove(stream.key());
+            drop(streams);
+            let _ = self
+                .inner
+                .events
+                .send(HubEvent::StreamEnded(stream.key().clone()));
+        }
     }
 
     /// Starts a viewer on `key`: its first frames are the codec configs and
@@ -189,11 +214,21 @@ impl Hub {
             Slot::Live { id, .. } | Slot::Waiting { id, .. } => Some(id),
             Slot::Ended => return,
         };
+        if let (Some(id), Some(d)) = (publisher_id, &st.displaced) {
+            if d.id == id {
+                // The displaced publisher left: its own feed ends, the mix goes on.
+                let src = d.src.clone();
+                drop(st);
+                drop(streams);
+                return self.end(&src, publisher_id);
+            }
+        }
         if publisher_id.is_some() && publisher_id != owner {
             return;
         }
         st.slot = Slot::Ended;
         st.tx = None;
+        let displaced = st.displaced.take();
         drop(st);
         stream.wake.notify_waiters();
         if streams
@@ -203,6 +238,11 @@ impl Hub {
             streams.remove(stream.key());
         }
         drop(streams);
+        if let Some(d) = displaced {
+            // Ended under a mix: its own publisher goes too.
+            d.src.notify_kick();
+            self.end(&d.src, None);
+        }
         let _ = self
             .inner
             .events
@@ -214,8 +254,13 @@ impl Hub {
     pub(crate) fn publisher_lost(&self, stream: &Arc<Stream>, id: u64) {
         {
             let mut st = stream.state.lock();
-            match st.slot {
-                Slot::Live { id: live, .. } if live == id => {}
+            match (&st.slot, &st.displaced) {
+                (Slot::Live { id: live, .. }, _) if *live == id => {}
+                (_, Some(d)) if d.id == id => {
+                    let src = d.src.clone();
+                    drop(st);
+                    return self.publisher_lost(&src, id);
+                }
                 _ => return,
             }
             st.slot = Slot::Waiting {
@@ -225,6 +270,13 @@ impl Hub {
         }
         let grace = self.inner.config.reconnect_grace;
         tracing::info!(stream = %stream.key(), "publisher lost, waiting {grace:?} for it to come back");
+        self.end_after_grace(stream, id);
+    }
+
+    /// Ends `stream` after the grace period unless publisher `id`'s slot was
+    /// taken again meanwhile.
+    pub(crate) fn end_after_grace(&self, stream: &Arc<Stream>, id: u64) {
+        let grace = self.inner.config.reconnect_grace;
         match tokio::runtime::Handle::try_current() {
             Ok(rt) if !grace.is_zero() => {
                 let hub = self.clone();

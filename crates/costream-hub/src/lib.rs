@@ -14,6 +14,7 @@ mod publisher;
 mod stats;
 mod stream;
 mod subscriber;
+mod takeover;
 pub mod vp8;
 
 pub use frame::{AudioCodec, Codec, Frame, FrameKind, MuxFormat, VideoCodec};
@@ -24,6 +25,7 @@ pub use publisher::{NotPublishing, Publisher};
 pub use stats::{HubTotals, Protocol, StreamStats};
 pub use stream::{Stream, StreamSnapshot};
 pub use subscriber::{Subscriber, TryRecv};
+pub use takeover::{own_feed, TakeOverError};
 
 #[cfg(test)]
 mod tests;

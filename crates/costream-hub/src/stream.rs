@@ -2,6 +2,7 @@
 //! broadcast ring its viewers read from.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -65,7 +66,31 @@ pub(crate) struct State {
     pub(crate) rebase_gap: Option<i64>,
     pub(crate) publishers: u64,
     pub(crate) last_video_dts: i64,
+    /// Set while a mix has taken this stream over: its own publisher, whose
+    /// frames now feed `src`.
+    pub(crate) displaced: Option<Displaced>,
+    /// After a stream is given back, its publisher's pictures wait for a
+    /// keyframe (viewers could not decode the frames before it).
+    pub(crate) await_keyframe: bool,
 }
+
+/// The publisher a takeover displaced, and the stream it feeds meanwhile.
+pub(crate) struct Displaced {
+    pub(crate) id: u64,
+    pub(crate) src: Arc<Stream>,
+}
+
+/// Where [`Stream::ingest`] left a frame.
+pub(crate) enum Ingest {
+    Done,
+    /// The publisher was displaced by a takeover: the frame belongs to its
+    /// own-feed stream.
+    Diverted(Arc<Stream>, Frame),
+    NotPublishing,
+}
+
+/// Audio-only streams cache this many frames for new viewers.
+const AUDIO_ONLY_CACHE: usize = 64;
 
 /// A read-only view of a stream for the API.
 #[derive(Debug, Clone)]
@@ -102,6 +127,8 @@ impl Stream {
                 rebase_gap: None,
                 publishers: 0,
                 last_video_dts: 0,
+                displaced: None,
+                await_keyframe: false,
             }),
             stats: StreamStats {
                 totals,
@@ -139,6 +166,92 @@ impl Stream {
         self.state.lock().info.clone()
     }
 
+    /// Takes one frame of publisher `id` into the stream and wakes viewers.
+    pub(crate) fn ingest(&self, id: u64, frame: Frame, max_gop: usize) -> Ingest {
+        let stats = &self.stats;
+        let mut guard = self.state.lock();
+        if !matches!(guard.slot, Slot::Live { id: live, .. } if live == id) {
+            return match &guard.displaced {
+                Some(d) if d.id == id => Ingest::Diverted(d.src.clone(), frame),
+                _ => Ingest::NotPublishing,
+            };
+        }
+        if guard.await_keyframe && frame.kind == FrameKind::Video {
+            if !frame.keyframe {
+                return Ingest::Done;
+            }
+            guard.await_keyframe = false;
+        }
+        let frame = guard.retime(frame);
+        let st = &mut *guard;
+        st.rate.record(&frame, &mut st.info);
+        stats.frames_in.fetch_add(1, Relaxed);
+        stats.bytes_in.fetch_add(frame.data.len() as u64, Relaxed);
+        let frame = Arc::new(frame);
+        match frame.kind {
+            FrameKind::VideoConfig => {
+                st.info.apply_config(&frame);
+                if st
+                    .video_config
+                    .as_ref()
+                    .is_some_and(|old| old.data != frame.data)
+                {
+                    // Frames cached so far belong to the old parameter sets.
+                    st.gop.clear();
+                }
+                st.video_config = Some(frame.clone());
+            }
+            FrameKind::AudioConfig => {
+                st.info.apply_config(&frame);
+                st.audio_config = Some(frame.clone());
+            }
+            FrameKind::Video => {
+                stats.live_edge_dts.store(frame.dts, Relaxed);
+                if frame.keyframe {
+                    st.gop.clear();
+                    st.gop.push_back(frame.clone());
+                } else if !st.gop.is_empty() {
+                    if st.gop.len() >= max_gop {
+                        st.gop.clear();
+                    } else {
+                        st.gop.push_back(frame.clone());
+                    }
+                }
+            }
+            FrameKind::Audio => {
+                if st.video_config.is_none() {
+                    stats.live_edge_dts.store(frame.dts, Relaxed);
+                    if st.gop.len() >= AUDIO_ONLY_CACHE {
+                        st.gop.pop_front();
+                    }
+                    st.gop.push_back(frame.clone());
+                } else if !st.gop.is_empty() && st.gop.len() < max_gop {
+                    st.gop.push_back(frame.clone());
+                }
+            }
+        }
+        // Audio waits for the next picture, unless pictures stopped coming.
+        let wake = match frame.kind {
+            FrameKind::Audio => st.video_config.is_none() || frame.dts - st.last_video_dts > 100,
+            FrameKind::Video => {
+                st.last_video_dts = frame.dts;
+                true
+            }
+            _ => true,
+        };
+        if let Some(tx) = &st.tx {
+            // An error only means nobody is watching right now.
+            let _ = tx.send(frame);
+        }
+        drop(guard);
+        if wake {
+            self.wake.notify_waiters();
+        } else {
+            self.audio_wake.notify_waiters();
+        }
+        Ingest::Done
+    }
+
     /// Wakes the current publisher's [`crate::Publisher::kicked`].
     pub(crate) fn notify_kick(&self) -> bool {
         match &self.state.lock().slot {
@@ -154,7 +267,13 @@ impl Stream {
 impl State {
     /// Applies the stream clock to a publisher frame, keeping dts monotonic.
     pub(crate) fn retime(&mut self, mut frame: Frame) -> Frame {
-        if let Some(gap) = self.rebase_gap.take() {
+        // Config frames carry no meaningful time: the first media frame re-bases.
+        let rebase = if frame.kind.is_config() {
+            None
+        } else {
+            self.rebase_gap.take()
+        };
+        if let Some(gap) = rebase {
             if let Some(last) = self.last_dts {
                 self.ts_offset = last + gap.max(1) - frame.dts;
             }

@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use super::*;
@@ -171,4 +173,109 @@ async fn kick_ends_now() {
     assert!(p.push(video(0, true)).is_err());
     assert!(hub.stream(&key()).is_none());
     assert!(hub.publish(key(), Protocol::Rtmp).is_ok());
+}
+
+fn config_b() -> Frame {
+    Frame::new(
+        FrameKind::VideoConfig,
+        0,
+        0,
+        Bytes::from_static(&[1, 0x64, 0, 0x1f, 0xff, 0xe0, 0]),
+    )
+}
+
+/// Drains what is ready now.
+fn ready(s: &mut Subscriber) -> Vec<Arc<Frame>> {
+    let mut v = Vec::new();
+    while let TryRecv::Frame(f) = s.try_recv() {
+        v.push(f);
+    }
+    v
+}
+
+#[tokio::test]
+async fn takeover_switches_viewers_and_gives_the_stream_back() {
+    let hub = hub(0);
+    let host = hub.publish(key(), Protocol::Rtmp).unwrap();
+    host.push(config()).unwrap();
+    for i in 0..3 {
+        host.push(video(1000 + i * 40, i == 0)).unwrap();
+    }
+    let mut viewer = hub.subscribe(&key(), Protocol::Flv).unwrap();
+    assert_eq!(ready(&mut viewer).len(), 4);
+
+    let mix = hub.take_over(&key(), Protocol::Internal).unwrap();
+    assert_eq!(
+        hub.take_over(&key(), Protocol::Internal).err(),
+        Some(TakeOverError::AlreadyTakenOver(key()))
+    );
+    // The host's own feed starts with its config and cached GOP.
+    let feed = own_feed(&key());
+    let mut own = hub.subscribe(&feed, Protocol::Internal).unwrap();
+    let cached = ready(&mut own);
+    assert_eq!(cached.len(), 4);
+    assert_eq!(cached[0].kind, FrameKind::VideoConfig);
+    // The host's frames now go there, the mix's to the viewers, on a clock
+    // that goes on from where it was.
+    host.push(video(1120, false)).unwrap();
+    mix.push(config_b()).unwrap();
+    mix.push(video(0, true)).unwrap();
+    mix.push(video(40, false)).unwrap();
+    assert_eq!(ready(&mut own).iter().map(|f| f.dts).collect::<Vec<_>>(), [1120]);
+    let seen = ready(&mut viewer);
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[0].data, config_b().data);
+    assert!(seen[1].keyframe && seen[1].dts > 1080 && seen[1].dts < 1200);
+    assert_eq!(seen[2].dts, seen[1].dts + 40);
+    let last = seen[2].dts;
+
+    // Given back: the host's config first, then its pictures from its
+    // next keyframe; the own feed ends.
+    mix.end();
+    host.push(video(1160, false)).unwrap();
+    host.push(video(1200, true)).unwrap();
+    let seen = ready(&mut viewer);
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0].data, config().data);
+    assert!(seen[1].keyframe && seen[1].dts > last);
+    assert!(matches!(own.try_recv(), TryRecv::Ended));
+    assert!(hub.stream(&feed).is_none());
+    // And the host can be taken over again.
+    drop(hub.take_over(&key(), Protocol::Internal).unwrap());
+    host.push(video(1240, false)).unwrap();
+    assert!(hub.stream(&key()).is_some());
+}
+
+#[tokio::test]
+async fn a_host_that_leaves_under_a_takeover_ends_the_stream_at_give_back() {
+    let hub = hub(0);
+    let host = hub.publish(key(), Protocol::Rtmp).unwrap();
+    host.push(config()).unwrap();
+    let mix = hub.take_over(&key(), Protocol::Internal).unwrap();
+    host.end();
+    assert!(hub.stream(&own_feed(&key())).is_none());
+    // The mix goes on while it runs...
+    mix.push(video(0, true)).unwrap();
+    let mut viewer = hub.subscribe(&key(), Protocol::Flv).unwrap();
+    assert!(!ready(&mut viewer).is_empty());
+    // ...and the stream ends with it.
+    drop(mix);
+    assert!(matches!(viewer.try_recv(), TryRecv::Ended));
+    assert!(hub.stream(&key()).is_none());
+}
+
+#[tokio::test]
+async fn a_host_reconnecting_under_a_takeover_feeds_its_own_feed() {
+    let hub = hub(5000);
+    let host = hub.publish(key(), Protocol::Rtmp).unwrap();
+    let mix = hub.take_over(&key(), Protocol::Internal).unwrap();
+    drop(host); // network drop
+    let host = hub.publish(key(), Protocol::Rtmp).unwrap();
+    let mut own = hub.subscribe(&own_feed(&key()), Protocol::Internal).unwrap();
+    host.push(video(0, true)).unwrap();
+    assert_eq!(ready(&mut own).len(), 1);
+    mix.end();
+    host.push(video(40, true)).unwrap();
+    let mut viewer = hub.subscribe(&key(), Protocol::Flv).unwrap();
+    assert!(ready(&mut viewer).iter().any(|f| f.keyframe));
 }
