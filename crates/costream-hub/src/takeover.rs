@@ -103,7 +103,10 @@ impl Hub {
         drop(st);
         streams.insert(src_key.clone(), src);
         drop(streams);
-        let _ = self.inner.events.send(HubEvent::StreamStarted(src_key.clone()));
+        let _ = self
+            .inner
+            .events
+            .send(HubEvent::StreamStarted(src_key.clone()));
         tracing::info!(stream = %key, own_feed = %src_key, "stream taken over");
         Ok(Publisher::new(self.clone(), main, id, kick).taking_over())
     }

@@ -221,7 +221,10 @@ async fn takeover_switches_viewers_and_gives_the_stream_back() {
     mix.push(config_b()).unwrap();
     mix.push(video(0, true)).unwrap();
     mix.push(video(40, false)).unwrap();
-    assert_eq!(ready(&mut own).iter().map(|f| f.dts).collect::<Vec<_>>(), [1120]);
+    assert_eq!(
+        ready(&mut own).iter().map(|f| f.dts).collect::<Vec<_>>(),
+        [1120]
+    );
     let seen = ready(&mut viewer);
     assert_eq!(seen.len(), 3);
     assert_eq!(seen[0].data, config_b().data);
@@ -271,7 +274,9 @@ async fn a_host_reconnecting_under_a_takeover_feeds_its_own_feed() {
     let mix = hub.take_over(&key(), Protocol::Internal).unwrap();
     drop(host); // network drop
     let host = hub.publish(key(), Protocol::Rtmp).unwrap();
-    let mut own = hub.subscribe(&own_feed(&key()), Protocol::Internal).unwrap();
+    let mut own = hub
+        .subscribe(&own_feed(&key()), Protocol::Internal)
+        .unwrap();
     host.push(video(0, true)).unwrap();
     assert_eq!(ready(&mut own).len(), 1);
     mix.end();

@@ -21,6 +21,10 @@ fn key() -> ApiKey {
 
 /// ffmpeg pushing a solid colour and a tone over RTMP in real time.
 fn push_colour(url: &str, colour: &str, freq: u32) -> Child {
+    push_colour_sized(url, colour, freq, "640x360")
+}
+
+fn push_colour_sized(url: &str, colour: &str, freq: u32, size: &str) -> Child {
     Command::new("ffmpeg")
         .args([
             "-hide_banner",
@@ -30,7 +34,7 @@ fn push_colour(url: &str, colour: &str, freq: u32) -> Child {
             "-f",
             "lavfi",
             "-i",
-            &format!("color=c={colour}:size=640x360:rate=15"),
+            &format!("color=c={colour}:size={size}:rate=15"),
             "-f",
             "lavfi",
             "-i",
@@ -317,4 +321,112 @@ async fn the_mix_is_pushed_over_rtmp_and_reconnects() {
     let connects = m["push"][0]["connects"].as_u64().unwrap_or(0);
     assert!(connects >= 2, "{m}");
     eprintln!("push: {}", m["push"]);
+}
+
+/// The link-mic switch: viewers of the host's stream stay on one HTTP-FLV
+/// connection while a mix takes the stream over (the composite, at its own
+/// size) and gives it back (the host's own picture again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mix_replaces_a_live_stream_and_gives_it_back_without_dropping_viewers() {
+    let server = start_server(|c| c.auth.api_keys = vec![key()]).await;
+    let _host = push_colour_sized(&rtmp_url(&server, "live/host1"), "red", 440, "320x240");
+    let _guest = push_colour_sized(&rtmp_url(&server, "live/guest"), "blue", 1000, "320x240");
+    wait_for_stream(&server, "live/host1").await;
+    wait_for_stream(&server, "live/guest").await;
+    let url = http_url(&server, "/live/host1.flv");
+    // One viewer for the whole switch, logging every decoded frame's size.
+    let viewer = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-nostats",
+            "-loglevel",
+            "info",
+            "-i",
+            &url,
+            "-t",
+            "11",
+            "-an",
+            "-vf",
+            "showinfo",
+            "-f",
+            "null",
+            "-",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let viewer =
+        tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(40), viewer).await });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let (status, body) = call(
+        &server,
+        "POST",
+        "/api/v1/mixes",
+        r#"{"inputs":["live/host1","live/guest"],"replace":"live/host1","width":640,"height":360,"fps":15}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    // The composite shows the host's own feed (not itself) and the guest.
+    let pic = grab_picture(&url, 10).await;
+    assert!(
+        is_red(rgb(&pic, 160, 180)),
+        "host: {:?}",
+        rgb(&pic, 160, 180)
+    );
+    assert!(
+        is_blue(rgb(&pic, 480, 180)),
+        "guest: {:?}",
+        rgb(&pic, 480, 180)
+    );
+    let (_, m) = call(&server, "GET", &format!("/api/v1/mixes/{id}"), "").await;
+    assert_eq!(m["replace"], "live/host1", "{m}");
+    assert_eq!(m["mixing"], true, "{m}");
+    let (status, _) = call(&server, "DELETE", &format!("/api/v1/mixes/{id}"), "").await;
+    assert_eq!(status, 204);
+
+    let out = viewer.await.unwrap().expect("the viewer finished").unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let sizes: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Parsed_showinfo") && l.contains(" s:"))
+        .filter_map(|l| l.split(" s:").nth(1)?.split_whitespace().next())
+        .collect();
+    let mut runs: Vec<(&str, usize)> = Vec::new();
+    for s in &sizes {
+        match runs.last_mut() {
+            Some((last, n)) if last == s => *n += 1,
+            _ => runs.push((s, 1)),
+        }
+    }
+    eprintln!("viewer saw: {runs:?}");
+    let shape: Vec<&str> = runs.iter().map(|(s, _)| *s).collect();
+    assert_eq!(shape, ["320x240", "640x360", "320x240"], "{runs:?}");
+    assert!(runs.iter().all(|(_, n)| *n >= 10), "{runs:?}");
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("rror") && !l.contains("Parsed_showinfo"))
+        .collect();
+    assert!(errors.is_empty(), "decode errors: {errors:#?}");
+    // Presentation times keep going forward across both switches.
+    let times: Vec<f64> = log
+        .lines()
+        .filter(|l| l.contains("Parsed_showinfo"))
+        .filter_map(|l| {
+            l.split("pts_time:")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(times.windows(2).all(|w| w[1] >= w[0]), "{times:?}");
+    // The host is live on its own again.
+    let (_, streams) = http_get(server.http_addr, "/api/v1/streams").await;
+    let streams = String::from_utf8_lossy(&streams);
+    assert!(!streams.contains("host1~src"), "{streams}");
 }

@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use costream_audio::PcmDecoder;
 use costream_hub::avc::{self, AvcConfig};
-use costream_hub::{Codec, FrameKind, Hub, Protocol, StreamKey};
+use costream_hub::{own_feed, Codec, FrameKind, Hub, HubEvent, Protocol, StreamKey};
 use costream_mixer::Picture;
 use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
 use openh264::OpenH264API;
 use parking_lot::Mutex;
+use tokio::sync::broadcast;
 
 /// Most PCM kept per input (stereo samples): a second. More means the input
 /// runs ahead of the mix; the oldest is dropped.
@@ -34,15 +35,35 @@ pub struct InputState {
 
 pub type SharedInput = Arc<Mutex<InputState>>;
 
-/// Reads `key` until it ends or the task is aborted.
+/// Reads `key` until the task is aborted. While `key` is taken over by a
+/// mix (its own feed is `key~src`), reads the publisher's own feed instead:
+/// a mix never shows a mix, and two hosts can each replace their stream
+/// with a mix of both.
 pub async fn run(hub: Hub, key: StreamKey, state: SharedInput) {
+    let own = own_feed(&key);
+    let mut events = hub.events();
     loop {
-        match hub.subscribe(&key, Protocol::Internal) {
+        let reading = if hub.stream(&own).is_some() {
+            &own
+        } else {
+            &key
+        };
+        match hub.subscribe(reading, Protocol::Internal) {
             Ok(mut sub) => {
                 state.lock().live = true;
                 let mut decoder = InputDecoder::default();
-                while let Some(frame) = sub.recv().await {
-                    let frame = frame.clone();
+                loop {
+                    let frame = tokio::select! {
+                        f = sub.recv() => match f {
+                            Some(f) => f,
+                            None => break,
+                        },
+                        ev = events.recv() => match ev {
+                            Ok(HubEvent::StreamStarted(k)) if k == own && reading == &key => break,
+                            Err(broadcast::error::RecvError::Lagged(_)) if reading == &key && hub.stream(&own).is_some() => break,
+                            _ => continue,
+                        },
+                    };
                     // Decoding is CPU work; keep it off the other tasks' way.
                     let out = super::heavy(|| decoder.push(&frame));
                     let mut st = state.lock();
@@ -59,6 +80,10 @@ pub async fn run(hub: Hub, key: StreamKey, state: SharedInput) {
                     }
                 }
                 state.lock().live = false;
+                if hub.stream(reading).is_some() || hub.stream(&key).is_some() {
+                    // Switched between the stream and its own feed: at once.
+                    continue;
+                }
             }
             Err(_) => state.lock().live = false,
         }

@@ -2,6 +2,7 @@
 //! stream out. `POST /api/v1/mixes` starts one; see `api.rs`.
 
 mod api;
+mod engine;
 mod input;
 mod push;
 mod task;
@@ -11,16 +12,17 @@ use crate::bridge::heavy;
 pub use api::router;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use costream_hub::{Hub, Protocol, StreamKey};
+use costream_hub::{Hub, StreamKey};
 use costream_mixer::Layout;
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use task::{MixParams, MixStats};
+use engine::{Engine, Target};
+use task::MixParams;
 
 /// At most this many mixes run at once, each at most this many inputs.
 const MAX_MIXES: usize = 16;
@@ -31,7 +33,14 @@ const MAX_INPUTS: usize = 16;
 #[serde(deny_unknown_fields)]
 pub struct MixSpec {
     pub inputs: Vec<String>,
-    pub output: String,
+    /// A new stream the mix publishes...
+    #[serde(default)]
+    pub output: Option<String>,
+    /// ...or a live stream the mix takes over while it runs (the link-mic
+    /// switch): its viewers stay connected and see the mix, then its own
+    /// publisher again. An input naming it reads its publisher's feed.
+    #[serde(default)]
+    pub replace: Option<String>,
     #[serde(default)]
     pub layout: LayoutSpec,
     pub width: Option<usize>,
@@ -89,12 +98,8 @@ impl Drop for Slot {
 struct Mix {
     spec: MixSpec,
     layout_spec: LayoutSpec,
-    layout: Arc<Mutex<Layout>>,
-    stats: Arc<MixStats>,
-    stop: Arc<AtomicBool>,
+    engine: Engine,
     slots: Arc<Mutex<Vec<Slot>>>,
-    /// What the mixing loop reads, in slot order.
-    feed: Arc<Mutex<Vec<input::SharedInput>>>,
     /// Push tasks, and for a room's mix the task following the room.
     readers: Vec<tokio::task::JoinHandle<()>>,
     pushes: Vec<Arc<Mutex<push::PushStatus>>>,
@@ -118,18 +123,16 @@ impl Mixes {
     }
 
     /// Starts a mix of a room's publications, following them as
-    /// participants start and stop publishing (hosts first).
+    /// participants start and stop publishing (hosts first). With
+    /// `replace`, the mix is the replaced stream's publisher (the host)
+    /// and the room's guests, and runs only while a guest publishes.
     pub fn create_for_room(
         &self,
         rooms: crate::room::Rooms,
         room: String,
         mut spec: MixSpec,
     ) -> Result<String, (u16, String)> {
-        spec.inputs = rooms
-            .publications(&room)
-            .iter()
-            .map(|k| k.to_string())
-            .collect();
+        spec.inputs = Vec::new();
         spec.room = Some(room.clone());
         self.create_inner(spec, Some((rooms, room)))
     }
@@ -145,7 +148,15 @@ impl Mixes {
         room: Option<(crate::room::Rooms, String)>,
     ) -> Result<String, (u16, String)> {
         let bad = |m: String| (400u16, m);
-        let output = StreamKey::parse(&spec.output).map_err(|e| bad(format!("output: {e}")))?;
+        let target = match (&spec.output, &spec.replace) {
+            (Some(o), None) => {
+                Target::Publish(StreamKey::parse(o).map_err(|e| bad(format!("output: {e}")))?)
+            }
+            (None, Some(r)) => {
+                Target::Replace(StreamKey::parse(r).map_err(|e| bad(format!("replace: {e}")))?)
+            }
+            _ => return Err(bad("give either output or replace".into())),
+        };
         if (spec.inputs.is_empty() && room.is_none()) || spec.inputs.len() > MAX_INPUTS {
             return Err(bad(format!("between 1 and {MAX_INPUTS} inputs")));
         }
@@ -154,8 +165,10 @@ impl Mixes {
             .iter()
             .map(|k| StreamKey::parse(k).map_err(|e| bad(format!("input {k}: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
-        if inputs.contains(&output) {
-            return Err(bad("the output cannot be one of the inputs".into()));
+        if let Target::Publish(output) = &target {
+            if inputs.contains(output) {
+                return Err(bad("the output cannot be one of the inputs".into()));
+            }
         }
         let width = spec.width.unwrap_or(1280);
         let height = spec.height.unwrap_or(720);
@@ -176,17 +189,28 @@ impl Mixes {
         if self.mixes.lock().len() >= MAX_MIXES {
             return Err((503, format!("{MAX_MIXES} mixes run already")));
         }
-        let publisher = self
-            .hub
-            .publish(output.clone(), Protocol::Internal)
-            .map_err(|e| (409u16, e.to_string()))?;
         let id = format!("mix-{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let params = MixParams {
+            width: width & !1,
+            height: height & !1,
+            fps,
+            bitrate,
+        };
         let layout_spec = spec.layout.clone();
-        let layout = Arc::new(Mutex::new(layout_spec.layout()));
-        let stats = Arc::new(MixStats::default());
-        let stop = Arc::new(AtomicBool::new(false));
+        let engine = Engine::new(
+            id.clone(),
+            self.hub.clone(),
+            target.clone(),
+            params,
+            layout_spec.layout(),
+        );
+        // A room's follower starts it (a replacing one only with guests);
+        // started first, a takeover's inputs read their own feeds at once.
+        if room.is_none() {
+            engine.start()?;
+        }
         let slots: Vec<Slot> = inputs.into_iter().map(|k| self.slot(k)).collect();
-        let feed = Arc::new(Mutex::new(slots.iter().map(|s| s.state.clone()).collect()));
+        *engine.feed.lock() = slots.iter().map(|s| s.state.clone()).collect();
         let slots = Arc::new(Mutex::new(slots));
         let mut readers = Vec::new();
         if let Some((rooms, room)) = room {
@@ -194,8 +218,8 @@ impl Mixes {
                 self.clone(),
                 rooms,
                 room,
+                engine.clone(),
                 slots.clone(),
-                feed.clone(),
             )));
         }
         let pushes: Vec<Arc<Mutex<push::PushStatus>>> = spec
@@ -211,33 +235,19 @@ impl Mixes {
         for (url, status) in spec.push.iter().zip(&pushes) {
             readers.push(tokio::spawn(push::run(
                 self.hub.clone(),
-                output.clone(),
+                target.key().clone(),
                 url.clone(),
                 status.clone(),
             )));
         }
-        let params = MixParams {
-            width: width & !1,
-            height: height & !1,
-            fps,
-            bitrate,
-        };
-        let (l, st, sp, f) = (layout.clone(), stats.clone(), stop.clone(), feed.clone());
-        std::thread::Builder::new()
-            .name(format!("costream-{id}"))
-            .spawn(move || task::run(params, l, f, publisher, st, sp))
-            .map_err(|e| (500u16, e.to_string()))?;
-        tracing::info!(%id, %output, inputs = ?spec.inputs, "mix started");
+        tracing::info!(%id, target = ?target, inputs = ?spec.inputs, "mix started");
         self.mixes.lock().insert(
             id.clone(),
             Mix {
                 spec,
                 layout_spec,
-                layout,
-                stats,
-                stop,
+                engine,
                 slots,
-                feed,
                 readers,
                 pushes,
                 started: std::time::Instant::now(),
@@ -257,7 +267,7 @@ impl Mixes {
         let Some(m) = mixes.get_mut(id) else {
             return false;
         };
-        *m.layout.lock() = layout.layout();
+        *m.engine.layout.lock() = layout.layout();
         m.layout_spec = layout;
         true
     }
@@ -266,13 +276,13 @@ impl Mixes {
         let Some(m) = self.mixes.lock().remove(id) else {
             return false;
         };
-        m.stop.store(true, Ordering::Relaxed);
         for r in &m.readers {
             r.abort();
         }
+        m.engine.stop();
         // Dropping the slots stops their readers.
         m.slots.lock().clear();
-        m.feed.lock().clear();
+        m.engine.feed.lock().clear();
         tracing::info!(%id, "mix stopped");
         true
     }
@@ -291,10 +301,17 @@ impl Mixes {
 
 fn describe(id: &str, m: &Mix) -> Value {
     let secs = m.started.elapsed().as_secs_f64().max(1e-3);
-    let cpu_s = m.stats.cpu_us.load(Ordering::Relaxed) as f64 / 1e6;
+    let stats = &m.engine.stats;
+    let cpu_s = stats.cpu_us.load(Ordering::Relaxed) as f64 / 1e6;
+    let (output, replace) = match &m.engine.target {
+        Target::Publish(k) => (Some(k.to_string()), None),
+        Target::Replace(k) => (None, Some(k.to_string())),
+    };
     json!({
         "id": id,
-        "output": m.spec.output,
+        "output": output,
+        "replace": replace,
+        "mixing": m.engine.is_running(),
         "layout": m.layout_spec,
         "room": m.spec.room,
         "inputs": m.slots.lock().iter().map(|slot| {
@@ -308,30 +325,64 @@ fn describe(id: &str, m: &Mix) -> Value {
             })
         }).collect::<Vec<_>>(),
         "push": m.pushes.iter().map(|p| p.lock().clone()).collect::<Vec<_>>(),
-        "video_frames": m.stats.video_frames.load(Ordering::Relaxed),
-        "audio_frames": m.stats.audio_frames.load(Ordering::Relaxed),
-        "late_ticks": m.stats.late_ticks.load(Ordering::Relaxed),
+        "video_frames": stats.video_frames.load(Ordering::Relaxed),
+        "audio_frames": stats.audio_frames.load(Ordering::Relaxed),
+        "late_ticks": stats.late_ticks.load(Ordering::Relaxed),
         "cpu_seconds": cpu_s,
         "cpu_percent": cpu_s / secs * 100.0,
     })
 }
 
-/// Keeps a room's mix on the room's publications, in rank order.
+/// Keeps a room's mix on the room's publications, in rank order. A mix
+/// replacing a host's stream mixes that stream and the room's guests, and
+/// runs only while a guest publishes: the first guest switches the
+/// host's viewers to the mix, the last one leaving switches them back.
 async fn follow_room(
     mixes: Mixes,
     rooms: crate::room::Rooms,
     room: String,
+    engine: Engine,
     slots: Arc<Mutex<Vec<Slot>>>,
-    feed: Arc<Mutex<Vec<input::SharedInput>>>,
 ) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    let mut refused = false;
     loop {
         tick.tick().await;
-        let want: Vec<StreamKey> = rooms
-            .publications(&room)
-            .into_iter()
-            .take(MAX_INPUTS)
-            .collect();
+        let publications = rooms.publications(&room);
+        let mut want: Vec<StreamKey> = match &engine.target {
+            Target::Publish(_) => publications.into_iter().map(|(k, _)| k).collect(),
+            Target::Replace(host) => {
+                let guests: Vec<StreamKey> = publications
+                    .into_iter()
+                    .filter(|(_, is_host)| !is_host)
+                    .map(|(k, _)| k)
+                    .collect();
+                if guests.is_empty() {
+                    engine.stop();
+                    Vec::new()
+                } else {
+                    match engine.start() {
+                        Ok(()) => refused = false,
+                        Err((_, why)) => {
+                            if !refused {
+                                tracing::warn!(%room, "room mix cannot replace {host}: {why}");
+                            }
+                            refused = true;
+                        }
+                    }
+                    std::iter::once(host.clone()).chain(guests).collect()
+                }
+            }
+        };
+        if matches!(engine.target, Target::Publish(_)) && !engine.is_running() {
+            if let Err((_, why)) = engine.start() {
+                if !refused {
+                    tracing::warn!(%room, "room mix cannot start: {why}");
+                }
+                refused = true;
+            }
+        }
+        want.truncate(MAX_INPUTS);
         let mut slots = slots.lock();
         if slots.iter().map(|s| &s.key).eq(want.iter()) {
             continue;
@@ -344,7 +395,7 @@ async fn follow_room(
             }
         }
         tracing::info!(%room, inputs = slots.len(), "room mix follows its publications");
-        *feed.lock() = slots.iter().map(|s| s.state.clone()).collect();
+        *engine.feed.lock() = slots.iter().map(|s| s.state.clone()).collect();
         // `old` holds the slots no longer wanted: dropped, their readers stop.
     }
 }

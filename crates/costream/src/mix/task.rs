@@ -22,6 +22,7 @@ const BLOCK: usize = 960 * 2;
 /// buffer): 60 ms.
 const JITTER: usize = 3 * BLOCK;
 
+#[derive(Clone)]
 pub struct MixParams {
     pub width: usize,
     pub height: usize,
@@ -92,7 +93,9 @@ pub fn run(
             if aac.push(mixer.mix(BLOCK, &ins), pts).is_ok() {
                 while let Some(p) = aac.pop() {
                     let f = Frame::audio(p.pts_ms.max(0), p.data).with_codec(Codec::Aac);
-                    let _ = publisher.push(f);
+                    if publisher.push(f).is_err() {
+                        lost_output(&stop);
+                    }
                     stats.audio_frames.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -110,7 +113,9 @@ pub fn run(
                 tracing::debug!("mixer: encode: {e}");
             }
             while let Some(f) = video.pop() {
-                let _ = publisher.push(f);
+                if publisher.push(f).is_err() {
+                    lost_output(&stop);
+                }
                 stats.video_frames.fetch_add(1, Ordering::Relaxed);
             }
             pictures += 1;
@@ -131,6 +136,13 @@ pub fn run(
         }
     }
     publisher.end();
+}
+
+/// The output stream was ended under the mix (kicked): the loop stops.
+fn lost_output(stop: &std::sync::atomic::AtomicBool) {
+    if !stop.swap(true, Ordering::Relaxed) {
+        tracing::info!("mixer: its output stream ended; the mixing loop stops");
+    }
 }
 
 /// A composite as OpenH264's input.

@@ -217,8 +217,10 @@ async fn mute(
 }
 
 /// Broadcasts the room: its publications mixed into one stream (by default
-/// `live/ROOM`), following participants as they start and stop publishing.
-/// The body is as for `POST /api/v1/mixes`, without `inputs`.
+/// `live/ROOM`), following participants as they start and stop publishing;
+/// or, with `replace`, switches a host's live stream to the host and the
+/// room's guests while guests publish. The body is as for
+/// `POST /api/v1/mixes`, without `inputs`.
 async fn mix(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -243,7 +245,7 @@ async fn mix(
         );
     }
     spec["inputs"] = json!([]);
-    if spec.get("output").is_none() {
+    if spec.get("output").is_none() && spec.get("replace").is_none() {
         spec["output"] = json!(format!("live/{room}"));
     }
     let spec: crate::mix::MixSpec = match serde_json::from_value(spec) {

@@ -869,8 +869,9 @@ impl Rooms {
     }
 
     /// A room's live publications (hub streams), hosts first, then in the
-    /// order they started publishing; empty when there is no such room.
-    pub fn publications(&self, room: &str) -> Vec<StreamKey> {
+    /// order they started publishing, each with whether its publisher is a
+    /// host; empty when there is no such room.
+    pub fn publications(&self, room: &str) -> Vec<(StreamKey, bool)> {
         let rooms = self.inner.rooms.lock();
         let Some(r) = rooms.get(room) else {
             return Vec::new();
@@ -886,7 +887,9 @@ impl Rooms {
             })
             .collect();
         live.sort_by_key(|(rank, _)| *rank);
-        live.into_iter().map(|(_, k)| k).collect()
+        live.into_iter()
+            .map(|((guest, _), k)| (k, !guest))
+            .collect()
     }
 
     /// A room and its participants, `None` when there is no such room.
