@@ -1371,3 +1371,110 @@ async fn a_room_mix_follows_its_publications() {
     guest.send(ClientMessage::Unpublish).await.unwrap();
     until(&server, &ops, &id, &["room.f/host"]).await;
 }
+
+/// The link-mic switch driven by the host: it is live on `live/host1`
+/// over RTMP; its `mix` action with `replace` makes that stream the mix of
+/// the host and the room's guests while a guest publishes, and the host's
+/// own picture again once the last guest stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_mix_switches_its_live_stream_while_guests_publish() {
+    let server = server(|_| {}).await;
+    let _push = ffmpeg_push(&rtmp_url(&server, "live/host1"), &[]);
+    wait_for_stream(&server, "live/host1").await;
+    let live = costream_hub::StreamKey::parse("live/host1").unwrap();
+    let width = || {
+        server
+            .hub()
+            .stream(&live)
+            .and_then(|s| s.info().video)
+            .map(|v| v.width)
+    };
+    async fn until(what: &str, mut ok: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ok() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let spec = |v: serde_json::Value| ClientMessage::Mix {
+        spec: v.as_object().unwrap().clone(),
+    };
+    let mut host = join(&server, "h", "host", Role::Host).await;
+    let mut viewer = join(&server, "h", "viewer", Role::Audience).await;
+    let answer = viewer
+        .request(spec(serde_json::json!({"replace": "live/host1"})))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            answer,
+            ServerMessage::Error {
+                code: ErrorCode::NotGranted,
+                ..
+            }
+        ),
+        "{answer:?}"
+    );
+    let answer = host
+        .request(spec(serde_json::json!({
+            "replace": "live/host1", "width": 320, "height": 180, "fps": 10, "layout": "pip"
+        })))
+        .await
+        .unwrap();
+    let ServerMessage::Mix { mix: Some(id), .. } = answer else {
+        panic!("{answer:?}")
+    };
+    let ops = token("*", "ops", Role::Host);
+    let show = |id: String| {
+        let (server, ops) = (&server, &ops);
+        async move {
+            admin(server, "GET", &format!("/api/v1/mixes/{id}"), Some(ops), "")
+                .await
+                .1
+        }
+    };
+    // No guest yet: viewers see the host's own stream.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(width(), Some(640));
+    assert_eq!(show(id.clone()).await["mixing"], false);
+
+    // A guest publishes: the stream becomes the mix.
+    let mut guest = join(&server, "h", "guest", Role::Guest).await;
+    let (_, _guest_peer) = publish_live(&mut guest).await;
+    until("the mix to take live/host1 over", || width() == Some(320)).await;
+    let m = show(id.clone()).await;
+    assert_eq!(m["mixing"], true, "{m}");
+    let inputs: Vec<&str> = m["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["stream"].as_str())
+        .collect();
+    assert_eq!(inputs, ["live/host1", "room.h/guest"]);
+    // The host changes the layout of the running mix.
+    let answer = host
+        .request(spec(serde_json::json!({"layout": "grid"})))
+        .await
+        .unwrap();
+    assert!(
+        matches!(answer, ServerMessage::Mix { mix: Some(_), .. }),
+        "{answer:?}"
+    );
+    assert_eq!(show(id.clone()).await["layout"], "grid");
+
+    // The last guest stops: back to the host's own picture.
+    guest.send(ClientMessage::Unpublish).await.unwrap();
+    until("live/host1 to be given back", || width() == Some(640)).await;
+    assert_eq!(show(id.clone()).await["mixing"], false);
+    let answer = host.request(ClientMessage::MixStop).await.unwrap();
+    assert!(
+        matches!(answer, ServerMessage::Mix { mix: None, .. }),
+        "{answer:?}"
+    );
+    let (_, list) = admin(&server, "GET", "/api/v1/mixes", Some(&ops), "").await;
+    assert_eq!(list["mixes"], serde_json::json!([]));
+    assert!(
+        server.hub().stream(&live).is_some(),
+        "the host is still live"
+    );
+}

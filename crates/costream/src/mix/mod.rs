@@ -55,6 +55,23 @@ pub struct MixSpec {
     pub room: Option<String>,
 }
 
+/// A room mix's spec from a request body (the API's or a host's `mix`
+/// message): no `inputs` (the room's publications are), and `live/ROOM`
+/// as the output unless it names one or a stream to replace.
+pub fn room_spec(room: &str, mut spec: Value) -> Result<MixSpec, String> {
+    if !spec.is_object() {
+        return Err("a mix spec is a JSON object".into());
+    }
+    if spec.get("inputs").is_some() {
+        return Err("a room's mix takes the room's publications as inputs".into());
+    }
+    spec["inputs"] = json!([]);
+    if spec.get("output").is_none() && spec.get("replace").is_none() {
+        spec["output"] = json!(format!("live/{room}"));
+    }
+    serde_json::from_value(spec).map_err(|e| e.to_string())
+}
+
 /// `"grid"`, `"speaker"`, `"pip"`, or `{"custom": [[x, y, w, h, z], ...]}`
 /// with x, y, w, h as fractions of the canvas.
 #[derive(Debug, Clone, Deserialize, serde::Serialize, Default, PartialEq)]
@@ -260,6 +277,15 @@ impl Mixes {
         let state = input::SharedInput::default();
         let reader = tokio::spawn(input::run(self.hub.clone(), key.clone(), state.clone()));
         Slot { key, state, reader }
+    }
+
+    /// The id of the mix of `room`, if one runs.
+    pub fn of_room(&self, room: &str) -> Option<String> {
+        self.mixes
+            .lock()
+            .iter()
+            .find(|(_, m)| m.spec.room.as_deref() == Some(room))
+            .map(|(id, _)| id.clone())
     }
 
     pub fn set_layout(&self, id: &str, layout: LayoutSpec) -> bool {

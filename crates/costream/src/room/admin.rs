@@ -230,7 +230,7 @@ async fn mix(
     if let Err(r) = authorize(&state, &headers, &room) {
         return r;
     }
-    let mut spec: serde_json::Value = if body.is_empty() {
+    let spec: serde_json::Value = if body.is_empty() {
         json!({})
     } else {
         match serde_json::from_slice(&body) {
@@ -238,19 +238,9 @@ async fn mix(
             Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad JSON: {e}")),
         }
     };
-    if spec.get("inputs").is_some() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "a room's mix takes the room's publications as inputs",
-        );
-    }
-    spec["inputs"] = json!([]);
-    if spec.get("output").is_none() && spec.get("replace").is_none() {
-        spec["output"] = json!(format!("live/{room}"));
-    }
-    let spec: crate::mix::MixSpec = match serde_json::from_value(spec) {
+    let spec = match crate::mix::room_spec(&room, spec) {
         Ok(s) => s,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
     };
     match state.mixes.create_for_room(state.rooms.clone(), room, spec) {
         Ok(id) => (StatusCode::CREATED, Json(json!({ "id": id }))).into_response(),

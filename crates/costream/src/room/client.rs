@@ -84,6 +84,7 @@ impl RoomClient {
             ServerMessage::PublishAnswer { id, .. }
             | ServerMessage::SubscribeAnswer { id, .. }
             | ServerMessage::Pong { id }
+            | ServerMessage::Mix { id, .. }
             | ServerMessage::Error { id, .. } => *id == want,
             _ => false,
         })

@@ -6,6 +6,7 @@
 mod admin;
 mod budget;
 pub mod client;
+mod host_mix;
 pub mod protocol;
 mod registry;
 mod signal;

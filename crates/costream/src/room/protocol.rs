@@ -65,6 +65,14 @@ pub enum ClientMessage {
         #[serde(default)]
         to: KickTo,
     },
+    /// A host starts the room's mix (the body of `POST
+    /// /api/v1/rooms/{room}/mix`), or changes the running mix's layout.
+    Mix {
+        #[serde(flatten)]
+        spec: serde_json::Map<String, serde_json::Value>,
+    },
+    /// A host stops the room's mix.
+    MixStop,
     Leave,
     Ping,
 }
@@ -86,6 +94,8 @@ impl ClientMessage {
             ClientMessage::Accept { .. } => "accept",
             ClientMessage::Reject { .. } => "reject",
             ClientMessage::Kick { .. } => "kick",
+            ClientMessage::Mix { .. } => "mix",
+            ClientMessage::MixStop => "mix_stop",
             ClientMessage::Leave => "leave",
             ClientMessage::Ping => "ping",
         }
@@ -286,6 +296,13 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
     },
+    /// The answer to `mix` and `mix_stop`: the room's mix now (its id in
+    /// `GET /api/v1/mixes/{mix}`), `null` when none runs.
+    Mix {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        mix: Option<String>,
+    },
     Error {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
@@ -329,6 +346,18 @@ mod tests {
                 identity: "carol".into(),
                 to: KickTo::Out
             }
+        );
+        let m: ClientEnvelope = serde_json::from_str(
+            r#"{"type":"mix","id":"8","replace":"live/host1","layout":"pip"}"#,
+        )
+        .unwrap();
+        assert_eq!(m.id.as_deref(), Some("8"));
+        let ClientMessage::Mix { spec } = m.message else {
+            panic!("{m:?}")
+        };
+        assert_eq!(
+            serde_json::Value::Object(spec),
+            serde_json::json!({"replace": "live/host1", "layout": "pip"})
         );
         let m: ClientEnvelope = serde_json::from_str(r#"{"type":"leave"}"#).unwrap();
         assert_eq!(m.message, ClientMessage::Leave);

@@ -261,6 +261,8 @@ impl Rooms {
             }
             // The handler closes the socket; `disconnected(left)` removes.
             ClientMessage::Leave => Ok(None),
+            // The signaling handler runs these (they need the mixes).
+            ClientMessage::Mix { .. } | ClientMessage::MixStop => Ok(None),
             ClientMessage::Ping => Ok(Some(ServerMessage::Pong { id })),
         }
     }
@@ -277,6 +279,12 @@ impl Rooms {
             Some(room) if room.is_member(&m.identity, m.conn) => f(room),
             _ => Err(gone()),
         }
+    }
+
+    /// Whether the sender is (still) a host of its room.
+    pub fn is_host(&self, m: &Membership) -> bool {
+        self.with_member(m, |p| Ok(p.info.role == crate::access::Role::Host))
+            .unwrap_or(false)
     }
 
     fn with_member<T>(

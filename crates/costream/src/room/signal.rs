@@ -15,6 +15,7 @@ use super::protocol::{ClientEnvelope, ClientMessage, ErrorCode, ServerMessage};
 use super::registry::{Membership, Rooms};
 use super::state::Outgoing;
 use crate::access::Claims;
+use crate::mix::Mixes;
 use crate::server::AppState;
 
 /// Largest client message; SDP offers are well under this.
@@ -42,8 +43,9 @@ pub async fn upgrade(
     // The token is checked after the upgrade so that a browser can read
     // why it was refused (a failed upgrade shows it no body).
     let rooms = state.rooms.clone();
+    let mixes = state.mixes.clone();
     ws.max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| run(socket, rooms, params))
+        .on_upgrade(move |socket| run(socket, rooms, mixes, params))
 }
 
 fn authorize(rooms: &Rooms, params: &Params) -> Result<Claims, String> {
@@ -95,7 +97,7 @@ async fn close(
     .await;
 }
 
-async fn run(socket: WebSocket, rooms: Rooms, params: Params) {
+async fn run(socket: WebSocket, rooms: Rooms, mixes: Mixes, params: Params) {
     let claims = match authorize(&rooms, &params) {
         Ok(c) => c,
         Err(why) => {
@@ -108,12 +110,12 @@ async fn run(socket: WebSocket, rooms: Rooms, params: Params) {
         Ok(m) => m,
         Err((code, why)) => return refuse(socket, code, 4400, why).await,
     };
-    let left = serve(socket, &rooms, &mut membership).await;
+    let left = serve(socket, &rooms, &mixes, &mut membership).await;
     rooms.disconnected(&membership, left);
 }
 
 /// Returns whether the participant left on purpose.
-async fn serve(socket: WebSocket, rooms: &Rooms, m: &mut Membership) -> bool {
+async fn serve(socket: WebSocket, rooms: &Rooms, mixes: &Mixes, m: &mut Membership) -> bool {
     let (mut sink, mut stream) = socket.split();
     if sink
         .send(Message::Text(m.joined.to_json().into()))
@@ -161,7 +163,12 @@ async fn serve(socket: WebSocket, rooms: &Rooms, m: &mut Membership) -> bool {
                     }
                 };
                 let leave = envelope.message == ClientMessage::Leave;
-                let answer = rooms.handle(m, envelope.id, envelope.message).await;
+                let answer = match envelope.message {
+                    msg @ (ClientMessage::Mix { .. } | ClientMessage::MixStop) => {
+                        Some(super::host_mix::handle(rooms, mixes, m, envelope.id, msg))
+                    }
+                    msg => rooms.handle(m, envelope.id, msg).await,
+                };
                 if let Some(a) = answer {
                     if sink.send(Message::Text(a.to_json().into())).await.is_err() {
                         return false;
