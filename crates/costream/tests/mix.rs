@@ -430,3 +430,37 @@ async fn a_mix_replaces_a_live_stream_and_gives_it_back_without_dropping_viewers
     let streams = String::from_utf8_lossy(&streams);
     assert!(!streams.contains("host1~src"), "{streams}");
 }
+
+/// Host-to-host link-mic ("PK"): two hosts live on their own streams, each
+/// stream replaced by a mix of both, its own host on the left. Each mix
+/// reads the other host's own feed, not the other mix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_each_replace_their_stream_with_a_mix_of_both() {
+    let server = start_server(|c| c.auth.api_keys = vec![key()]).await;
+    let _a = push_colour(&rtmp_url(&server, "live/a"), "red", 440);
+    let _b = push_colour(&rtmp_url(&server, "live/b"), "blue", 1000);
+    wait_for_stream(&server, "live/a").await;
+    wait_for_stream(&server, "live/b").await;
+    for (me, other) in [("a", "b"), ("b", "a")] {
+        let spec = format!(
+            r#"{{"inputs":["live/{me}","live/{other}"],"replace":"live/{me}","width":640,"height":360,"fps":15}}"#
+        );
+        let (status, body) = call(&server, "POST", "/api/v1/mixes", &spec).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let a = grab_picture(&http_url(&server, "/live/a.flv"), 10).await;
+    let b = grab_picture(&http_url(&server, "/live/b.flv"), 10).await;
+    for (pic, left, right) in [(&a, "red", "blue"), (&b, "blue", "red")] {
+        let is = |c: &str, px| if c == "red" { is_red(px) } else { is_blue(px) };
+        assert!(
+            is(left, rgb(pic, 160, 180)),
+            "left: {:?}",
+            rgb(pic, 160, 180)
+        );
+        assert!(
+            is(right, rgb(pic, 480, 180)),
+            "right: {:?}",
+            rgb(pic, 480, 180)
+        );
+    }
+}
