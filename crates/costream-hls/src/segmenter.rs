@@ -106,6 +106,11 @@ pub struct Segmenter {
     audio: Track,
     /// Size of the last segment, to allocate the next one in one go.
     size_hint: usize,
+    /// The codec configs seen last (video, audio).
+    configs: [Option<Bytes>; 2],
+    /// A config changed (a mix took the stream over, or gave it back): the
+    /// next segment starts at the next boundary, as a discontinuity.
+    config_changed: bool,
 }
 
 /// First allocation of a segment buffer when there is no previous size to go by.
@@ -125,6 +130,8 @@ impl Segmenter {
             video: Track::default(),
             audio: Track::default(),
             size_hint: 0,
+            configs: [None, None],
+            config_changed: false,
         }
     }
 
@@ -142,6 +149,11 @@ impl Segmenter {
                 if frame.kind == FrameKind::VideoConfig {
                     self.has_video = true;
                 }
+                let seen = &mut self.configs[usize::from(frame.kind == FrameKind::AudioConfig)];
+                if seen.as_ref().is_some_and(|old| *old != frame.data) {
+                    self.config_changed = true;
+                }
+                *seen = Some(frame.data.clone());
                 // A config that does not parse leaves the muxer without one:
                 // audio is then dropped, video goes out without SPS/PPS.
                 let _ = self.muxer.write_frame(frame, &mut BytesMut::new());
@@ -183,7 +195,9 @@ impl Segmenter {
                     || open.buf.len() >= self.config.max_segment_bytes;
                 forced
                     || (boundary
-                        && (elapsed >= self.config.target_duration_ms || open.streams != streams))
+                        && (elapsed >= self.config.target_duration_ms
+                            || open.streams != streams
+                            || self.config_changed))
             }
         };
         if cut {
@@ -249,7 +263,9 @@ impl Segmenter {
             end_dts: dts,
             streams,
             frames: 0,
-            discontinuity: mem::take(&mut self.pending_discontinuity) || tracks_changed,
+            discontinuity: mem::take(&mut self.pending_discontinuity)
+                || mem::take(&mut self.config_changed)
+                || tracks_changed,
             anchor: mem::take(&mut self.restarted).then_some(dts),
         });
     }
@@ -427,6 +443,20 @@ mod tests {
         let ts = testutil::parse(&seg.data);
         assert_eq!(ts.pes.len(), 3);
         assert_eq!(seg.duration_ms, 80);
+    }
+
+    #[test]
+    fn a_new_video_config_cuts_at_its_keyframe_with_discontinuity() {
+        let mut s = segmenter();
+        let mut segs = run(&mut s, &av(0, 1000, 25));
+        let mut other = testutil::video_config();
+        other.data = Bytes::from([&other.data[..], &[0][..]].concat());
+        s.push(&other);
+        segs.extend(run(&mut s, &av(1000, 1000, 25)));
+        segs.extend(s.finish());
+        let flags: Vec<bool> = segs.iter().map(|x| x.discontinuity).collect();
+        assert_eq!(flags, [false, true], "{segs:?}");
+        assert_eq!(segs[0].duration_ms, 1000);
     }
 
     #[test]

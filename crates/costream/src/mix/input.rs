@@ -24,6 +24,9 @@ const MAX_PCM: usize = 48_000 * 2;
 pub struct InputState {
     /// The latest decoded picture; kept when the input stalls.
     pub picture: Option<Arc<Picture>>,
+    /// When the frame of `picture` reached this input, and whether the
+    /// mix has shown it yet: the mix's added latency is measured from here.
+    pub picture_at: Option<(std::time::Instant, bool)>,
     /// Decoded audio not mixed yet, interleaved stereo at 48 kHz.
     pub pcm: VecDeque<f32>,
     /// Audio is being taken (enough was buffered once).
@@ -64,12 +67,16 @@ pub async fn run(hub: Hub, key: StreamKey, state: SharedInput) {
                             _ => continue,
                         },
                     };
+                    let arrived = std::time::Instant::now();
                     // Decoding is CPU work; keep it off the other tasks' way.
                     let out = super::heavy(|| decoder.push(&frame));
                     let mut st = state.lock();
                     st.frames_in += 1;
                     match out {
-                        Ok(Decoded::Picture(p)) => st.picture = Some(Arc::new(p)),
+                        Ok(Decoded::Picture(p)) => {
+                            st.picture = Some(Arc::new(p));
+                            st.picture_at = Some((arrived, false));
+                        }
                         Ok(Decoded::Pcm) => {
                             st.pcm.extend(decoder.pcm.iter().copied());
                             let over = st.pcm.len().saturating_sub(MAX_PCM);

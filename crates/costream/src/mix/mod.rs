@@ -329,6 +329,7 @@ fn describe(id: &str, m: &Mix) -> Value {
     let secs = m.started.elapsed().as_secs_f64().max(1e-3);
     let stats = &m.engine.stats;
     let cpu_s = stats.cpu_us.load(Ordering::Relaxed) as f64 / 1e6;
+    let latency = stats.latency_ms();
     let (output, replace) = match &m.engine.target {
         Target::Publish(k) => (Some(k.to_string()), None),
         Target::Replace(k) => (None, Some(k.to_string())),
@@ -354,6 +355,10 @@ fn describe(id: &str, m: &Mix) -> Value {
         "video_frames": stats.video_frames.load(Ordering::Relaxed),
         "audio_frames": stats.audio_frames.load(Ordering::Relaxed),
         "late_ticks": stats.late_ticks.load(Ordering::Relaxed),
+        "latency_ms": { "avg": latency.0, "max": latency.1 },
+        "output_bitrate_bps": m.engine.is_running().then(|| {
+            m.engine.hub.stream(m.engine.target.key()).map(|s| s.info().bitrate_bps)
+        }).flatten(),
         "cpu_seconds": cpu_s,
         "cpu_percent": cpu_s / secs * 100.0,
     })

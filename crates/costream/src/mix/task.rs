@@ -36,6 +36,29 @@ pub struct MixStats {
     pub audio_frames: AtomicU64,
     pub late_ticks: AtomicU64,
     pub cpu_us: AtomicU64,
+    /// Input picture arrival to its first composite published: sum, count
+    /// and largest, in microseconds.
+    pub latency_sum_us: AtomicU64,
+    pub latency_count: AtomicU64,
+    pub latency_max_us: AtomicU64,
+}
+
+impl MixStats {
+    fn record_latency(&self, d: Duration) {
+        let us = d.as_micros() as u64;
+        self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_max_us.fetch_max(us, Ordering::Relaxed);
+    }
+
+    /// (average, largest) added latency in milliseconds.
+    pub fn latency_ms(&self) -> (f64, f64) {
+        let n = self.latency_count.load(Ordering::Relaxed).max(1) as f64;
+        (
+            self.latency_sum_us.load(Ordering::Relaxed) as f64 / n / 1000.0,
+            self.latency_max_us.load(Ordering::Relaxed) as f64 / 1000.0,
+        )
+    }
 }
 
 /// Runs until `stop` is set; publishes into `publisher`.
@@ -103,8 +126,19 @@ pub fn run(
         }
         // Video: the next picture, if due.
         if (pictures as f64) * frame_ms <= now_ms {
-            let latest: Vec<Option<Arc<Picture>>> =
-                inputs.iter().map(|i| i.lock().picture.clone()).collect();
+            // New pictures in this composite: their arrival times.
+            let mut fresh: Vec<Instant> = Vec::new();
+            let latest: Vec<Option<Arc<Picture>>> = inputs
+                .iter()
+                .map(|i| {
+                    let mut st = i.lock();
+                    if let Some((at, shown @ false)) = st.picture_at.as_mut() {
+                        *shown = true;
+                        fresh.push(*at);
+                    }
+                    st.picture.clone()
+                })
+                .collect();
             let refs: Vec<Option<&Picture>> = latest.iter().map(|p| p.as_deref()).collect();
             let layout = layout.lock().clone();
             let canvas = compositor.compose(&layout, &refs);
@@ -112,11 +146,18 @@ pub fn run(
             if let Err(e) = video.encode(&Yuv(canvas), pts, params.fps) {
                 tracing::debug!("mixer: encode: {e}");
             }
+            let mut published = false;
             while let Some(f) = video.pop() {
                 if publisher.push(f).is_err() {
                     lost_output(&stop);
                 }
+                published = true;
                 stats.video_frames.fetch_add(1, Ordering::Relaxed);
+            }
+            if published {
+                for at in fresh {
+                    stats.record_latency(at.elapsed());
+                }
             }
             pictures += 1;
             // Far behind (a stalled machine): skip ahead rather than burst.
