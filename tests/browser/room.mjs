@@ -6,6 +6,11 @@
 //
 //   node room.mjs --http http://127.0.0.1:PORT --tokens T1,T2,T3 [--seconds 6]
 //                 [--timeout 60] [--browsers 1] [--chromium PATH] [--verbose]
+//                 [--colours red:440,blue:1000]
+//
+// --colours gives page i a picture and a sound of its own instead of the
+// fake camera and microphone: a canvas filled with colour i and a sine tone
+// at frequency i Hz (what a server-side mix is checked against).
 //
 // The tokens are for one room, each for its own identity, each allowed to
 // publish. All pages join at once. join_ms is the time connect() took;
@@ -51,6 +56,7 @@ try {
       timeout: { type: 'string', default: '60' },
       browsers: { type: 'string', default: '1' },
       simulcast: { type: 'boolean', default: false },
+      colours: { type: 'string' },
       chromium: { type: 'string', default: process.env.CHROMIUM || '/usr/bin/chromium' },
       verbose: { type: 'boolean', default: false },
     },
@@ -62,6 +68,13 @@ if (!opts.http) usage('--http is required');
 if (!opts.tokens) usage('--tokens is required');
 const tokens = opts.tokens.split(',').map((t) => t.trim()).filter(Boolean);
 if (tokens.length < 2) usage('--tokens needs at least two tokens');
+const colours = opts.colours
+  ? opts.colours.split(',').map((c) => {
+      const [colour, freq] = c.split(':');
+      return { colour, freq: Number(freq) };
+    })
+  : [];
+if (colours.length && colours.length !== tokens.length) usage('--colours needs one colour:freq per token');
 const seconds = Number(opts.seconds);
 const timeoutS = Number(opts.timeout);
 const browsersN = Math.min(tokens.length, Math.max(1, Math.floor(Number(opts.browsers)) || 1));
@@ -90,7 +103,7 @@ const pages = [];
 /** Imports the SDK, connects, publishes the fake camera and microphone.
  *  Remote video goes to <video> elements (played: audio is only decoded
  *  when played out); a poller notes each remote's first decoded frame. */
-async function joinInPage({ wsUrl, token, simulcast, timeoutMs }) {
+async function joinInPage({ wsUrl, token, simulcast, timeoutMs, synthetic }) {
   const out = {};
   const deadline = performance.now() + timeoutMs;
   const withTimeout = (p, what) =>
@@ -171,10 +184,35 @@ async function joinInPage({ wsUrl, token, simulcast, timeoutMs }) {
     out.role = joined.you.role;
     out.others_at_join = (joined.participants || []).map((p) => p.identity);
 
-    const stream = await withTimeout(
-      navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true }),
-      'getUserMedia',
-    );
+    // A solid colour and a tone (--colours), or the fake camera and microphone.
+    const colourAndTone = ({ colour, freq }) => {
+      const canvas = document.createElement('canvas');
+      canvas.width = 640;
+      canvas.height = 480;
+      const g = canvas.getContext('2d');
+      const paint = () => {
+        g.fillStyle = colour;
+        g.fillRect(0, 0, canvas.width, canvas.height);
+      };
+      paint();
+      st.painter = setInterval(paint, 50);
+      const audio = new AudioContext({ sampleRate: 48000 });
+      const osc = audio.createOscillator();
+      osc.frequency.value = freq;
+      const gain = audio.createGain();
+      gain.gain.value = 0.3;
+      const dest = audio.createMediaStreamDestination();
+      osc.connect(gain).connect(dest);
+      osc.start();
+      audio.resume();
+      return new MediaStream([...canvas.captureStream(15).getVideoTracks(), ...dest.stream.getAudioTracks()]);
+    };
+    const stream = synthetic
+      ? colourAndTone(synthetic)
+      : await withTimeout(
+          navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true }),
+          'getUserMedia',
+        );
     st.stream = stream;
     const vt = stream.getVideoTracks()[0];
     if (!vt || !stream.getAudioTracks()[0]) throw new Error('getUserMedia gave no video or no audio track');
@@ -353,6 +391,7 @@ function leaveInPage() {
   const st = window.__rt;
   if (!st || !st.room) return null;
   clearInterval(st.poller);
+  clearInterval(st.painter);
   st.room.leave();
   if (st.stream) for (const t of st.stream.getTracks()) t.stop();
   return st.room.state;
@@ -407,7 +446,13 @@ async function main() {
   const joinTimeout = Math.max(5000, left() - seconds * 1000 - 15000);
   const joins = await Promise.all(
     pages.map((p, i) =>
-      p.evaluate(joinInPage, { wsUrl, token: tokens[i], simulcast: opts.simulcast, timeoutMs: joinTimeout }).catch((e) => ({ error: pageError(e) })),
+      p.evaluate(joinInPage, {
+        wsUrl,
+        token: tokens[i],
+        simulcast: opts.simulcast,
+        timeoutMs: joinTimeout,
+        synthetic: colours[i] || null,
+      }).catch((e) => ({ error: pageError(e) })),
     ),
   );
   log('joined:', JSON.stringify(joins));

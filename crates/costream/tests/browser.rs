@@ -593,3 +593,97 @@ async fn chromium_simulcast_room_gives_each_subscriber_an_encoding_that_fits() {
         assert_eq!((playing, held), (1, 1), "{me}: {out}");
     }
 }
+
+/// A room broadcast by the server's mixer, checked on what it shows and
+/// plays: the host's page publishes solid red with a 440 Hz tone, the
+/// guest's solid blue with 1000 Hz (canvas and WebAudio, Chromium's own
+/// H.264 and Opus); ffmpeg reads the room's mix over HTTP-FLV.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_room_mix_shows_each_participant_in_its_place_with_its_tone() {
+    let server = room_server(|_| {}).await;
+    let identities = ["host", "guest"];
+    let tokens = room_tokens("c", &identities, |i| i == 0);
+    let args: Vec<String> = vec![
+        "--http".into(),
+        http_url(&server, ""),
+        "--tokens".into(),
+        tokens.join(","),
+        "--colours".into(),
+        "red:440,blue:1000".into(),
+        "--seconds".into(),
+        "15".into(),
+        "--timeout".into(),
+        "60".into(),
+    ];
+    let script =
+        tokio::spawn(async move { run_node_script(ROOM, &args, Duration::from_secs(90)).await });
+    let ops = costream::access::mint(
+        &room_key(),
+        "*",
+        "ops",
+        costream::access::Role::Host,
+        None,
+        Duration::from_secs(600),
+    )
+    .unwrap();
+    let (status, answer) = api_call(
+        server.http_addr,
+        "POST",
+        "/api/v1/rooms/c/mix",
+        Some(&ops),
+        r#"{"layout":"grid","width":640,"height":360}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    let id = answer["id"].as_str().unwrap().to_owned();
+    // Both participants' pictures decoded in the mix.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let (_, m) = api_call(
+            server.http_addr,
+            "GET",
+            &format!("/api/v1/mixes/{id}"),
+            Some(&ops),
+            "",
+        )
+        .await;
+        let pictures = m["inputs"]
+            .as_array()
+            .map_or(0, |i| i.iter().filter(|i| i["has_picture"] == true).count());
+        if pictures == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the mix has no two pictures: {m}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let url = http_url(&server, "/live/c.flv");
+    // Grid, host first: red left, blue right.
+    let pic = grab_picture(&url, 5).await;
+    assert!(
+        is_red(rgb(&pic, 160, 180)),
+        "host: {:?}",
+        rgb(&pic, 160, 180)
+    );
+    assert!(
+        is_blue(rgb(&pic, 480, 180)),
+        "guest: {:?}",
+        rgb(&pic, 480, 180)
+    );
+    let pcm: Vec<f32> = grab_audio(&url, 3)
+        .await
+        .into_iter()
+        .skip(48_000 / 2)
+        .collect();
+    assert!(pcm.len() > 48_000, "{} samples", pcm.len());
+    let (a, b, off) = (power(&pcm, 440.0), power(&pcm, 1000.0), power(&pcm, 700.0));
+    eprintln!("room mix audio power: 440 Hz {a:.4}, 1000 Hz {b:.4}, 700 Hz {off:.6}");
+    assert!(
+        a > 100.0 * off && b > 100.0 * off,
+        "440: {a}, 1000: {b}, 700: {off}"
+    );
+    let out = script.await.expect("the script task");
+    assert_eq!(out["ok"], true, "{out}");
+}

@@ -79,66 +79,6 @@ async fn call(server: &Server, method: &str, path: &str, body: &str) -> (u16, se
     api_call(server.http_addr, method, path, Some(&token), body).await
 }
 
-/// One decoded picture of the stream (RGB24, 640x360), skipping the first
-/// `skip` frames.
-async fn grab_picture(url: &str, skip: u32) -> Vec<u8> {
-    let out = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-i",
-            url,
-            "-vf",
-            &format!("select=gte(n\\,{skip})"),
-            "-frames:v",
-            "1",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-",
-        ])
-        .stdin(Stdio::null())
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(20), out)
-        .await
-        .expect("ffmpeg read the mix in time")
-        .unwrap();
-    assert_eq!(
-        out.stdout.len(),
-        640 * 360 * 3,
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-fn rgb(pic: &[u8], x: usize, y: usize) -> (u8, u8, u8) {
-    let i = (y * 640 + x) * 3;
-    (pic[i], pic[i + 1], pic[i + 2])
-}
-
-fn is_red((r, g, b): (u8, u8, u8)) -> bool {
-    r > 180 && g < 70 && b < 70
-}
-
-fn is_blue((r, g, b): (u8, u8, u8)) -> bool {
-    b > 180 && r < 70 && g < 70
-}
-
-/// Power at `freq` in mono f32 samples at 48 kHz (Goertzel), per sample.
-fn power(pcm: &[f32], freq: f32) -> f32 {
-    let coeff = 2.0 * (2.0 * std::f32::consts::PI * freq / 48_000.0).cos();
-    let (mut s1, mut s2) = (0.0f32, 0.0f32);
-    for s in pcm {
-        let s0 = s + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / pcm.len().max(1) as f32
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pushes_mix_into_one_stream_with_both_pictures_and_both_tones() {
     let server = start_server(|c| c.auth.api_keys = vec![key()]).await;
@@ -185,34 +125,9 @@ async fn two_pushes_mix_into_one_stream_with_both_pictures_and_both_tones() {
     );
 
     // Both tones in the mixed audio.
-    let out = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-i",
-            &url,
-            "-t",
-            "3",
-            "-vn",
-            "-ac",
-            "1",
-            "-ar",
-            "48000",
-            "-f",
-            "f32le",
-            "-",
-        ])
-        .stdin(Stdio::null())
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(20), out)
+    let pcm: Vec<f32> = grab_audio(&url, 3)
         .await
-        .unwrap()
-        .unwrap();
-    let pcm: Vec<f32> = out
-        .stdout
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .into_iter()
         .skip(48_000 / 2)
         .collect();
     assert!(pcm.len() > 48_000, "{} samples", pcm.len());

@@ -221,9 +221,9 @@ impl Mixes {
             params,
             layout_spec.layout(),
         );
-        // A room's follower starts it (a replacing one only with guests);
-        // started first, a takeover's inputs read their own feeds at once.
-        if room.is_none() {
+        // Started before the inputs, so a takeover's inputs read their own
+        // feeds at once. A room's replacing mix waits for a guest.
+        if room.is_none() || matches!(target, Target::Publish(_)) {
             engine.start()?;
         }
         let slots: Vec<Slot> = inputs.into_iter().map(|k| self.slot(k)).collect();

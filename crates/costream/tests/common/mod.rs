@@ -347,3 +347,95 @@ pub async fn api_call(
         serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// One decoded picture of the stream (RGB24, 640x360), skipping the first
+/// `skip` frames.
+pub async fn grab_picture(url: &str, skip: u32) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            url,
+            "-vf",
+            &format!("select=gte(n\\,{skip})"),
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
+        .stdin(Stdio::null())
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(20), out)
+        .await
+        .expect("ffmpeg read the mix in time")
+        .unwrap();
+    assert_eq!(
+        out.stdout.len(),
+        640 * 360 * 3,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+pub fn rgb(pic: &[u8], x: usize, y: usize) -> (u8, u8, u8) {
+    let i = (y * 640 + x) * 3;
+    (pic[i], pic[i + 1], pic[i + 2])
+}
+
+pub fn is_red((r, g, b): (u8, u8, u8)) -> bool {
+    r > 180 && g < 70 && b < 70
+}
+
+pub fn is_blue((r, g, b): (u8, u8, u8)) -> bool {
+    b > 180 && r < 70 && g < 70
+}
+
+/// Power at `freq` in mono f32 samples at 48 kHz (Goertzel), per sample.
+pub fn power(pcm: &[f32], freq: f32) -> f32 {
+    let coeff = 2.0 * (2.0 * std::f32::consts::PI * freq / 48_000.0).cos();
+    let (mut s1, mut s2) = (0.0f32, 0.0f32);
+    for s in pcm {
+        let s0 = s + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / pcm.len().max(1) as f32
+}
+
+/// `seconds` of a stream's audio decoded by ffmpeg: mono f32 at 48 kHz.
+pub async fn grab_audio(url: &str, seconds: u32) -> Vec<f32> {
+    let out = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            url,
+            "-t",
+            &seconds.to_string(),
+            "-vn",
+            "-ac",
+            "1",
+            "-ar",
+            "48000",
+            "-f",
+            "f32le",
+            "-",
+        ])
+        .stdin(Stdio::null())
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(20), out)
+        .await
+        .expect("ffmpeg read the audio in time")
+        .unwrap();
+    out.stdout
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
