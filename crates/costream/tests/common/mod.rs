@@ -348,32 +348,39 @@ pub async fn api_call(
     )
 }
 
+/// What ffmpeg decoded from `url` to stdout, `output` giving what and how.
+async fn ffmpeg_read(url: &str, output: &[&str]) -> std::process::Output {
+    let mut args = vec!["-hide_banner", "-loglevel", "error", "-i", url];
+    args.extend_from_slice(output);
+    args.push("-");
+    let out = Command::new("ffmpeg")
+        .args(&args)
+        .stdin(Stdio::null())
+        .output();
+    tokio::time::timeout(Duration::from_secs(20), out)
+        .await
+        .expect("ffmpeg read the stream in time")
+        .unwrap()
+}
+
 /// One decoded picture of the stream (RGB24, 640x360), skipping the first
 /// `skip` frames.
 pub async fn grab_picture(url: &str, skip: u32) -> Vec<u8> {
-    let out = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-i",
-            url,
+    let select = format!("select=gte(n\\,{skip})");
+    let out = ffmpeg_read(
+        url,
+        &[
             "-vf",
-            &format!("select=gte(n\\,{skip})"),
+            &select,
             "-frames:v",
             "1",
             "-f",
             "rawvideo",
             "-pix_fmt",
             "rgb24",
-            "-",
-        ])
-        .stdin(Stdio::null())
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(20), out)
-        .await
-        .expect("ffmpeg read the mix in time")
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(
         out.stdout.len(),
         640 * 360 * 3,
@@ -410,32 +417,40 @@ pub fn power(pcm: &[f32], freq: f32) -> f32 {
 
 /// `seconds` of a stream's audio decoded by ffmpeg: mono f32 at 48 kHz.
 pub async fn grab_audio(url: &str, seconds: u32) -> Vec<f32> {
-    let out = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-i",
-            url,
-            "-t",
-            &seconds.to_string(),
-            "-vn",
-            "-ac",
-            "1",
-            "-ar",
-            "48000",
-            "-f",
-            "f32le",
-            "-",
-        ])
-        .stdin(Stdio::null())
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(20), out)
-        .await
-        .expect("ffmpeg read the audio in time")
-        .unwrap();
+    let t = seconds.to_string();
+    let out = ffmpeg_read(
+        url,
+        &["-t", &t, "-vn", "-ac", "1", "-ar", "48000", "-f", "f32le"],
+    )
+    .await;
     out.stdout
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect()
+}
+
+/// A 640x360 mix of a red input and a blue one, the red one first: red
+/// left and blue right in a grid, and both tones (440 Hz and 1000 Hz, each
+/// more than 100 times the power at 700 Hz) in its sound.
+pub async fn assert_red_left_blue_right_and_both_tones(url: &str) {
+    // A viewer starts at the mix's last keyframe, which may be older than
+    // its inputs' first pictures (or a layout change); 31 frames on (past its
+    // 2 s GOP) cannot be.
+    let pic = grab_picture(url, 31).await;
+    let (left, right) = (rgb(&pic, 160, 180), rgb(&pic, 480, 180));
+    assert!(is_red(left), "left: {left:?}");
+    assert!(is_blue(right), "right: {right:?}");
+    // The first half second may still be the jitter buffer filling.
+    let pcm: Vec<f32> = grab_audio(url, 3)
+        .await
+        .into_iter()
+        .skip(48_000 / 2)
+        .collect();
+    assert!(pcm.len() > 48_000, "{} samples", pcm.len());
+    let (a, b, off) = (power(&pcm, 440.0), power(&pcm, 1000.0), power(&pcm, 700.0));
+    eprintln!("mix audio power: 440 Hz {a:.3}, 1000 Hz {b:.3}, 700 Hz {off:.5}");
+    assert!(
+        a > 100.0 * off && b > 100.0 * off,
+        "440: {a}, 1000: {b}, 700: {off}"
+    );
 }
