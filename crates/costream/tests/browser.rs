@@ -140,6 +140,32 @@ fn room_tokens(room: &str, identities: &[&str], host: impl Fn(usize) -> bool) ->
 /// Mixes the room (`POST /api/v1/rooms/r1/mix`) once its three
 /// publications are live; checks what ffprobe finds in the mix over
 /// HTTP-FLV and returns the mix as the API shows it about two seconds on.
+/// Starts `room`'s mix at 640x360 with `layout`: an admin token for every
+/// room and the mix's id.
+async fn start_room_mix(server: &Server, room: &str, layout: &str) -> (String, String) {
+    let ops = costream::access::mint(
+        &room_key(),
+        "*",
+        "ops",
+        costream::access::Role::Host,
+        None,
+        Duration::from_secs(600),
+    )
+    .unwrap();
+    let body = format!(r#"{{"layout":"{layout}","width":640,"height":360}}"#);
+    let (status, answer) = api_call(
+        server.http_addr,
+        "POST",
+        &format!("/api/v1/rooms/{room}/mix"),
+        Some(&ops),
+        &body,
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    let id = answer["id"].as_str().unwrap().to_owned();
+    (ops, id)
+}
+
 async fn mix_the_room(server: &Server, identities: &[&str]) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
@@ -159,28 +185,9 @@ async fn mix_the_room(server: &Server, identities: &[&str]) -> serde_json::Value
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let ops = costream::access::mint(
-        &room_key(),
-        "*",
-        "ops",
-        costream::access::Role::Host,
-        None,
-        Duration::from_secs(600),
-    )
-    .unwrap();
     // The room's own mix: its publications, the host first, followed as
     // they come and go.
-    let body = r#"{"layout":"speaker","width":640,"height":360}"#;
-    let (status, answer) = api_call(
-        server.http_addr,
-        "POST",
-        "/api/v1/rooms/r1/mix",
-        Some(&ops),
-        body,
-    )
-    .await;
-    assert_eq!(status, 201, "{answer}");
-    let id = answer["id"].as_str().unwrap().to_owned();
+    let (ops, id) = start_room_mix(server, "r1", "speaker").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let probe = ffprobe(&http_url(server, "/live/r1.flv"), &["-show_streams"]).await;
     let streams = probe["streams"].as_array().cloned().unwrap_or_default();
@@ -617,25 +624,7 @@ async fn chromium_room_mix_shows_each_participant_in_its_place_with_its_tone() {
     ];
     let script =
         tokio::spawn(async move { run_node_script(ROOM, &args, Duration::from_secs(90)).await });
-    let ops = costream::access::mint(
-        &room_key(),
-        "*",
-        "ops",
-        costream::access::Role::Host,
-        None,
-        Duration::from_secs(600),
-    )
-    .unwrap();
-    let (status, answer) = api_call(
-        server.http_addr,
-        "POST",
-        "/api/v1/rooms/c/mix",
-        Some(&ops),
-        r#"{"layout":"grid","width":640,"height":360}"#,
-    )
-    .await;
-    assert_eq!(status, 201, "{answer}");
-    let id = answer["id"].as_str().unwrap().to_owned();
+    let (ops, id) = start_room_mix(&server, "c", "grid").await;
     // Both participants' pictures decoded in the mix.
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
