@@ -135,6 +135,14 @@ async fn two_pushes_mix_into_one_stream_with_both_pictures_and_both_tones() {
         "guest: {:?}",
         rgb(&pic, 560, 310)
     );
+    // A custom layout whose cells name their inputs: blue left, red right.
+    let custom = r#"{"layout":{"custom":[
+        {"input":"live/red","rect":[0.5,0,0.5,1]},{"input":"live/blue","rect":[0,0,0.5,1]}]}}"#;
+    let (status, body) = call(&server, "PATCH", &format!("/api/v1/mixes/{id}"), custom).await;
+    assert_eq!(status, 204, "{body}");
+    let pic = grab_picture(&url, 31).await;
+    let (left, right) = (rgb(&pic, 160, 180), rgb(&pic, 480, 180));
+    assert!(is_blue(left) && is_red(right), "{left:?} {right:?}");
 
     // A frozen input (its publisher gone) does not stop the mix.
     let _ = blue.kill().await;

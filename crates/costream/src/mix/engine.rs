@@ -10,7 +10,9 @@ use costream_mixer::Layout;
 use parking_lot::Mutex;
 
 use super::input::SharedInput;
+use super::layout::LayoutSpec;
 use super::task::{self, MixParams, MixStats};
+use super::Slot;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -35,6 +37,8 @@ pub struct Engine {
     pub hub: Hub,
     pub target: Target,
     pub params: MixParams,
+    /// The layout as given, and as it applies to the inputs of the moment.
+    pub layout_spec: Arc<Mutex<LayoutSpec>>,
     pub layout: Arc<Mutex<Layout>>,
     pub feed: Arc<Mutex<Vec<SharedInput>>>,
     pub stats: Arc<MixStats>,
@@ -44,17 +48,34 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(id: String, hub: Hub, target: Target, params: MixParams, layout: Layout) -> Engine {
+    pub fn new(
+        id: String,
+        hub: Hub,
+        target: Target,
+        params: MixParams,
+        layout: LayoutSpec,
+    ) -> Engine {
         Engine {
             id,
             hub,
             target,
             params,
-            layout: Arc::new(Mutex::new(layout)),
+            layout: Arc::new(Mutex::new(layout.layout(&[]))),
+            layout_spec: Arc::new(Mutex::new(layout)),
             feed: Arc::default(),
             stats: Arc::default(),
             running: Arc::default(),
         }
+    }
+
+    /// Mixes `slots`, in their order, from the next tick on.
+    pub fn follow(&self, slots: &[Slot]) {
+        let keys: Vec<StreamKey> = slots.iter().map(|s| s.key.clone()).collect();
+        let layout = self.layout_spec.lock().layout(&keys);
+        // Inputs and layout change together (the loop reads them in this order).
+        let mut feed = self.feed.lock();
+        *feed = slots.iter().map(|s| s.state.clone()).collect();
+        *self.layout.lock() = layout;
     }
 
     pub fn is_running(&self) -> bool {

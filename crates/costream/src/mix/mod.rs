@@ -4,19 +4,20 @@
 mod api;
 mod engine;
 mod input;
+mod layout;
 mod push;
 mod task;
 
 use crate::bridge::heavy;
 
 pub use api::router;
+pub use layout::{CustomCell, LayoutSpec};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use costream_hub::{Hub, StreamKey};
-use costream_mixer::Layout;
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -72,33 +73,6 @@ pub fn room_spec(room: &str, mut spec: Value) -> Result<MixSpec, String> {
     serde_json::from_value(spec).map_err(|e| e.to_string())
 }
 
-/// `"grid"`, `"speaker"`, `"pip"`, or `{"custom": [[x, y, w, h, z], ...]}`
-/// with x, y, w, h as fractions of the canvas.
-#[derive(Debug, Clone, Deserialize, serde::Serialize, Default, PartialEq)]
-#[serde(rename_all = "lowercase")]
-pub enum LayoutSpec {
-    #[default]
-    Grid,
-    Speaker,
-    Pip,
-    Custom(Vec<[f64; 5]>),
-}
-
-impl LayoutSpec {
-    fn layout(&self) -> Layout {
-        match self {
-            LayoutSpec::Grid => Layout::Grid,
-            LayoutSpec::Speaker => Layout::Speaker,
-            LayoutSpec::Pip => Layout::Pip,
-            LayoutSpec::Custom(r) => Layout::Custom(
-                r.iter()
-                    .map(|c| ([c[0], c[1], c[2], c[3]], c[4] as i32))
-                    .collect(),
-            ),
-        }
-    }
-}
-
 /// One input: its stream, what its reader decoded, the reader.
 struct Slot {
     key: StreamKey,
@@ -114,7 +88,6 @@ impl Drop for Slot {
 
 struct Mix {
     spec: MixSpec,
-    layout_spec: LayoutSpec,
     engine: Engine,
     slots: Arc<Mutex<Vec<Slot>>>,
     /// Push tasks, and for a room's mix the task following the room.
@@ -213,13 +186,12 @@ impl Mixes {
             fps,
             bitrate,
         };
-        let layout_spec = spec.layout.clone();
         let engine = Engine::new(
             id.clone(),
             self.hub.clone(),
             target.clone(),
             params,
-            layout_spec.layout(),
+            spec.layout.clone(),
         );
         // Started before the inputs, so a takeover's inputs read their own
         // feeds at once. A room's replacing mix waits for a guest.
@@ -227,7 +199,7 @@ impl Mixes {
             engine.start()?;
         }
         let slots: Vec<Slot> = inputs.into_iter().map(|k| self.slot(k)).collect();
-        *engine.feed.lock() = slots.iter().map(|s| s.state.clone()).collect();
+        engine.follow(&slots);
         let slots = Arc::new(Mutex::new(slots));
         let mut readers = Vec::new();
         if let Some((rooms, room)) = room {
@@ -262,7 +234,6 @@ impl Mixes {
             id.clone(),
             Mix {
                 spec,
-                layout_spec,
                 engine,
                 slots,
                 readers,
@@ -289,12 +260,12 @@ impl Mixes {
     }
 
     pub fn set_layout(&self, id: &str, layout: LayoutSpec) -> bool {
-        let mut mixes = self.mixes.lock();
-        let Some(m) = mixes.get_mut(id) else {
+        let mixes = self.mixes.lock();
+        let Some(m) = mixes.get(id) else {
             return false;
         };
-        *m.engine.layout.lock() = layout.layout();
-        m.layout_spec = layout;
+        *m.engine.layout_spec.lock() = layout;
+        m.engine.follow(&m.slots.lock());
         true
     }
 
@@ -339,7 +310,7 @@ fn describe(id: &str, m: &Mix) -> Value {
         "output": output,
         "replace": replace,
         "mixing": m.engine.is_running(),
-        "layout": m.layout_spec,
+        "layout": *m.engine.layout_spec.lock(),
         "room": m.spec.room,
         "inputs": m.slots.lock().iter().map(|slot| {
             let s = slot.state.lock();
@@ -426,7 +397,7 @@ async fn follow_room(
             }
         }
         tracing::info!(%room, inputs = slots.len(), "room mix follows its publications");
-        *engine.feed.lock() = slots.iter().map(|s| s.state.clone()).collect();
+        engine.follow(&slots);
         // `old` holds the slots no longer wanted: dropped, their readers stop.
     }
 }
