@@ -16,7 +16,7 @@
 //! pts and the audio content keeps the input's timing (lip sync).
 //!
 //! For the mixer: [`PcmDecoder`] turns AAC or Opus into 48 kHz stereo PCM, and
-//! [`AacEncoder`] turns the mix back into AAC-LC.
+//! [`AacEncoder`] turns the mix back into AAC-LC ([`OpusEncoder`] into Opus).
 //!
 //! A bad frame from the network is an `Err` (never a panic); drop it and keep pushing.
 //!
@@ -27,6 +27,7 @@ mod aac_decoder;
 mod aac_encoder;
 mod aac_to_opus;
 mod error;
+mod opus_encoder;
 mod opus_to_aac;
 mod pcm;
 mod pcm_decoder;
@@ -38,6 +39,7 @@ use bytes::Bytes;
 pub use aac_encoder::AacEncoder;
 pub use aac_to_opus::{AacToOpus, OpusEncoderConfig, OPUS_FRAME_SAMPLES, OPUS_RATE};
 pub use error::AudioError;
+pub use opus_encoder::{OpusEncoder, OPUS_HEAD_STEREO};
 pub use opus_to_aac::{opus_head_channels, AacEncoderConfig, OpusToAac, AAC_FRAME_SAMPLES};
 pub use pcm_decoder::PcmDecoder;
 pub use timeline::REANCHOR_MS;

@@ -8,6 +8,7 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::*;
+use costream_hub::AudioCodec;
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaData, MediaKind, MediaTime, Mid};
@@ -1160,4 +1161,49 @@ async fn publish_for_range(
 async fn api(http: SocketAddr, path: &str) -> serde_json::Value {
     let (_, body) = http_get(http, path).await;
     serde_json::from_slice(&body).unwrap()
+}
+
+/// A mix replacing a WHIP-published stream speaks its language: its sound
+/// is Opus, so WHEP viewers' sessions go on as they are (RTMP, HTTP-FLV and
+/// HLS viewers get AAC from the stream's bridge, as before). Stopped, the
+/// stream is the publisher's own again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mix_replacing_a_whip_stream_sounds_opus() {
+    let server = start().await;
+    let (mut publisher, offer) = Peer::new(Direction::SendOnly);
+    let (status, _, answer) = post_offer(server.http_addr, "/whip/live/w", &offer).await;
+    assert_eq!(status, 201, "{answer}");
+    publisher.accept_answer(&answer);
+    assert!(
+        pump_until(&mut [&mut publisher], Duration::from_secs(10), |p| p[0]
+            .connected)
+        .await
+    );
+    let video = |n: u64| (Codec::H264, access_unit(n.is_multiple_of(25), n as u8));
+    publish_for_range(&mut publisher, 0..25, video).await;
+    let key = costream_hub::StreamKey::parse("live/w").unwrap();
+    let now = |server: &costream::server::Server| {
+        let info = server.hub().stream(&key).unwrap().info();
+        (info.video.map(|v| v.width), info.audio.map(|a| a.codec))
+    };
+    assert_eq!(now(&server), (Some(640), Some(AudioCodec::Opus)));
+
+    let mixes = costream::mix::Mixes::new(server.hub().clone());
+    let spec = serde_json::from_str(
+        r#"{"inputs":["live/w"],"replace":"live/w","width":320,"height":180,"fps":15}"#,
+    )
+    .unwrap();
+    let id = mixes.create(spec).unwrap();
+    publish_for_range(&mut publisher, 25..50, video).await;
+    assert_eq!(now(&server), (Some(320), Some(AudioCodec::Opus)));
+    let own = costream_hub::own_feed(&key);
+    assert!(
+        server.hub().stream(&own).is_some(),
+        "the publisher's own feed"
+    );
+
+    assert!(mixes.stop(&id));
+    publish_for_range(&mut publisher, 50..80, video).await;
+    assert_eq!(now(&server), (Some(640), Some(AudioCodec::Opus)));
+    assert!(server.hub().stream(&own).is_none());
 }

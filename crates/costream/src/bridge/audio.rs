@@ -68,9 +68,8 @@ struct ToOpus {
 
 impl AudioConverter for ToOpus {
     fn config(&self) -> Bytes {
-        // OpusHead (RFC 7845 section 5.1): version 1, channels, no pre-skip,
-        // 48 kHz, no gain, mapping family 0.
-        let mut head = b"OpusHead\x01\x02\x00\x00\x80\xbb\x00\x00\x00\x00\x00".to_vec();
+        // The OpusHead with this stream's channel count.
+        let mut head = costream_audio::OPUS_HEAD_STEREO.to_vec();
         head[9] = self.channels;
         Bytes::from(head)
     }

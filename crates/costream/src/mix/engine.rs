@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use costream_hub::{Hub, Protocol, Publisher, StreamKey};
+use costream_hub::{AudioCodec, Hub, Protocol, Publisher, StreamKey};
 use costream_mixer::Layout;
 use parking_lot::Mutex;
 
@@ -91,19 +91,27 @@ impl Engine {
         if running.as_ref().is_some_and(|s| !s.load(Ordering::Relaxed)) {
             return Ok(());
         }
+        let mut params = self.params.clone();
         let publisher: Publisher = match &self.target {
             Target::Publish(k) => self
                 .hub
                 .publish(k.clone(), Protocol::Internal)
                 .map_err(|e| (409, e.to_string()))?,
-            Target::Replace(k) => self
-                .hub
-                .take_over(k, Protocol::Internal)
-                .map_err(|e| (409, e.to_string()))?,
+            Target::Replace(k) => {
+                // The replaced stream's own sound codec, so that its viewers'
+                // sessions (and bridges) go on as they are.
+                params.opus = self
+                    .hub
+                    .stream(k)
+                    .and_then(|s| s.info().audio)
+                    .is_some_and(|a| a.codec == AudioCodec::Opus);
+                self.hub
+                    .take_over(k, Protocol::Internal)
+                    .map_err(|e| (409, e.to_string()))?
+            }
         };
         let stop = Arc::new(AtomicBool::new(false));
-        let (params, layout, feed, stats, flag) = (
-            self.params.clone(),
+        let (layout, feed, stats, flag) = (
             self.layout.clone(),
             self.feed.clone(),
             self.stats.clone(),

@@ -185,6 +185,7 @@ impl Mixes {
             height: height & !1,
             fps,
             bitrate,
+            opus: false,
         };
         let engine = Engine::new(
             id.clone(),

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use costream_audio::AacEncoder;
+use costream_audio::{AacEncoder, OpusEncoder};
 use costream_hub::{Codec, Frame, FrameKind, Publisher};
 use costream_mixer::{AudioMixer, Compositor, Layout, Picture};
 use openh264::formats::YUVSource;
@@ -28,6 +28,49 @@ pub struct MixParams {
     pub height: usize,
     pub fps: f32,
     pub bitrate: u32,
+    /// Encode the sound as Opus rather than AAC: when the mix replaces a
+    /// WebRTC-published stream, whose WebRTC viewers play Opus as it is
+    /// (and RTMP, HTTP-FLV and HLS viewers get AAC from its bridge).
+    pub opus: bool,
+}
+
+/// The mix's sound encoder.
+enum AudioOut {
+    Aac(AacEncoder),
+    Opus(OpusEncoder),
+}
+
+impl AudioOut {
+    fn new(opus: bool) -> Result<AudioOut, costream_audio::AudioError> {
+        Ok(if opus {
+            AudioOut::Opus(OpusEncoder::new(None)?)
+        } else {
+            AudioOut::Aac(AacEncoder::new(Some(128_000))?)
+        })
+    }
+
+    fn config(&self) -> Frame {
+        let (data, codec) = match self {
+            AudioOut::Aac(a) => (a.audio_specific_config(), Codec::Aac),
+            AudioOut::Opus(o) => (o.opus_head(), Codec::Opus),
+        };
+        Frame::new(FrameKind::AudioConfig, 0, 0, data).with_codec(codec)
+    }
+
+    fn push(&mut self, pcm: &[f32], pts_ms: i64) -> Result<(), costream_audio::AudioError> {
+        match self {
+            AudioOut::Aac(a) => a.push(pcm, pts_ms),
+            AudioOut::Opus(o) => o.push(pcm, pts_ms),
+        }
+    }
+
+    fn pop(&mut self) -> Option<Frame> {
+        let (p, codec) = match self {
+            AudioOut::Aac(a) => (a.pop()?, Codec::Aac),
+            AudioOut::Opus(o) => (o.pop()?, Codec::Opus),
+        };
+        Some(Frame::audio(p.pts_ms.max(0), p.data).with_codec(codec))
+    }
 }
 
 #[derive(Default)]
@@ -73,17 +116,14 @@ pub fn run(
     let mut compositor = Compositor::new(params.width, params.height);
     let mut video = Output::new(params.bitrate);
     let mut mixer = AudioMixer::new();
-    let mut aac = match AacEncoder::new(Some(128_000)) {
+    let mut sound = match AudioOut::new(params.opus) {
         Ok(a) => a,
         Err(e) => {
-            tracing::warn!("mixer: AAC encoder: {e}");
+            tracing::warn!("mixer: audio encoder: {e}");
             return;
         }
     };
-    let _ = publisher.push(
-        Frame::new(FrameKind::AudioConfig, 0, 0, aac.audio_specific_config())
-            .with_codec(Codec::Aac),
-    );
+    let _ = publisher.push(sound.config());
     let start = Instant::now();
     let frame_ms = 1000.0 / f64::from(params.fps.max(1.0));
     let (mut blocks, mut pictures) = (0u64, 0u64);
@@ -113,9 +153,8 @@ pub fn run(
             }
             let ins: Vec<(&[f32], f32)> = taken.iter().map(|b| (b.as_slice(), 1.0)).collect();
             let pts = (blocks * 20) as i64;
-            if aac.push(mixer.mix(BLOCK, &ins), pts).is_ok() {
-                while let Some(p) = aac.pop() {
-                    let f = Frame::audio(p.pts_ms.max(0), p.data).with_codec(Codec::Aac);
+            if sound.push(mixer.mix(BLOCK, &ins), pts).is_ok() {
+                while let Some(f) = sound.pop() {
                     if publisher.push(f).is_err() {
                         lost_output(&stop);
                     }

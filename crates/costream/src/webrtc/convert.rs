@@ -9,9 +9,6 @@ use costream_hub::avc::{self, AvcConfig};
 use costream_hub::{vp8, Codec, Frame, FrameKind, MuxFormat};
 use costream_rtc::{Codec as RtcCodec, MediaFrame, MediaOut};
 
-/// An OpusHead (RFC 7845 §5.1): version 1, stereo, no pre-skip, 48 kHz.
-const OPUS_HEAD: &[u8] = b"OpusHead\x01\x02\x00\x00\x80\xbb\x00\x00\x00\x00\x00";
-
 /// One WHIP publisher's conversion state.
 #[derive(Default)]
 pub struct IngestClock {
@@ -85,7 +82,7 @@ impl IngestClock {
                             FrameKind::AudioConfig,
                             ms,
                             ms,
-                            Bytes::from_static(OPUS_HEAD),
+                            Bytes::from_static(costream_audio::OPUS_HEAD_STEREO),
                         )
                         .with_codec(Codec::Opus),
                     );
