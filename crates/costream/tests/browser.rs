@@ -19,6 +19,10 @@ const WHIP_WHEP: &str = concat!(
     "/../../tests/browser/whip_whep.mjs"
 );
 const ROOM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/browser/room.mjs");
+const MIX_LATENCY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/browser/mix_latency.mjs"
+);
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// Fails (never skips) when the browser or the node project is missing: these
@@ -652,4 +656,57 @@ async fn chromium_room_mix_shows_each_participant_in_its_place_with_its_tone() {
     assert_red_left_blue_right_and_both_tones(&http_url(&server, "/live/c.flv")).await;
     let out = script.await.expect("the script task");
     assert_eq!(out["ok"], true, "{out}");
+}
+
+/// Benchmark, not run by the suite (BENCHMARKS.md, "Guest to viewer"):
+/// a Chromium guest's picture flips colour; ffmpeg plays the room's mix
+/// (the defaults: 1280x720, 15 fps) over HTTP-FLV; the time from a flip to
+/// the first decoded picture showing it. Run it on a release build:
+/// `cargo test --release -p costream --test browser -- --ignored --nocapture guest_to_viewer`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run with --ignored on a release build"]
+async fn bench_guest_to_viewer_latency_through_the_mix() {
+    let server = room_server(|_| {}).await;
+    let tokens = room_tokens("lat", &["guest"], |_| true);
+    let ops = costream::access::mint(
+        &room_key(),
+        "*",
+        "ops",
+        costream::access::Role::Host,
+        None,
+        Duration::from_secs(600),
+    )
+    .unwrap();
+    let (status, answer) = api_call(
+        server.http_addr,
+        "POST",
+        "/api/v1/rooms/lat/mix",
+        Some(&ops),
+        "{}",
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    let args: Vec<String> = vec![
+        "--http".into(),
+        http_url(&server, ""),
+        "--token".into(),
+        tokens[0].clone(),
+        "--flv".into(),
+        http_url(&server, "/live/lat.flv"),
+        "--flips".into(),
+        "10".into(),
+    ];
+    let out = run_node_script(MIX_LATENCY, &args, Duration::from_secs(120)).await;
+    eprintln!("guest to viewer through the mix: {out}");
+    assert_eq!(out["ok"], true, "{out}");
+    let id = answer["id"].as_str().unwrap();
+    let (_, mix) = api_call(
+        server.http_addr,
+        "GET",
+        &format!("/api/v1/mixes/{id}"),
+        Some(&ops),
+        "",
+    )
+    .await;
+    eprintln!("mix: {mix}");
 }

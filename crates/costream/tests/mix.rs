@@ -144,6 +144,28 @@ async fn two_pushes_mix_into_one_stream_with_both_pictures_and_both_tones() {
     let (left, right) = (rgb(&pic, 160, 180), rgb(&pic, 480, 180));
     assert!(is_blue(left) && is_red(right), "{left:?} {right:?}");
 
+    // Silenced by its gain, blue's tone leaves the mix (the first 2.5 s read
+    // may be from the cached GOP, before the change).
+    let (status, body) = call(
+        &server,
+        "PATCH",
+        &format!("/api/v1/mixes/{id}"),
+        r#"{"gain":{"live/blue":0}}"#,
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let pcm: Vec<f32> = grab_audio(&url, 5)
+        .await
+        .into_iter()
+        .skip(120_000)
+        .collect();
+    assert!(pcm.len() > 48_000, "{} samples", pcm.len());
+    let (a, b) = (power(&pcm, 440.0), power(&pcm, 1000.0));
+    assert!(
+        b * 100.0 < a,
+        "440 Hz {a}, 1000 Hz {b} after its gain went to 0"
+    );
+
     // A frozen input (its publisher gone) does not stop the mix.
     let _ = blue.kill().await;
     let (_, before) = call(&server, "GET", &format!("/api/v1/mixes/{id}"), "").await;

@@ -1331,7 +1331,7 @@ async fn a_room_mix_follows_its_publications() {
         "POST",
         "/api/v1/rooms/f/mix",
         Some(&ops),
-        r#"{"width":320,"height":180,"fps":10}"#,
+        r#"{"width":480,"height":360,"fps":10}"#,
     )
     .await;
     assert_eq!(status, 201, "{body}");
@@ -1417,7 +1417,7 @@ async fn a_host_mix_switches_its_live_stream_while_guests_publish() {
     );
     let answer = host
         .request(spec(serde_json::json!({
-            "replace": "live/host1", "width": 320, "height": 180, "fps": 10, "layout": "pip"
+            "replace": "live/host1", "width": 480, "height": 360, "fps": 10, "layout": "pip"
         })))
         .await
         .unwrap();
@@ -1441,7 +1441,7 @@ async fn a_host_mix_switches_its_live_stream_while_guests_publish() {
     // A guest publishes: the stream becomes the mix.
     let mut guest = join(&server, "h", "guest", Role::Guest).await;
     let (_, _guest_peer) = publish_live(&mut guest).await;
-    until("the mix to take live/host1 over", || width() == Some(320)).await;
+    until("the mix to take live/host1 over", || width() == Some(480)).await;
     let m = show(id.clone()).await;
     assert_eq!(m["mixing"], true, "{m}");
     let inputs: Vec<&str> = m["inputs"]

@@ -1190,12 +1190,12 @@ async fn a_mix_replacing_a_whip_stream_sounds_opus() {
 
     let mixes = costream::mix::Mixes::new(server.hub().clone());
     let spec = serde_json::from_str(
-        r#"{"inputs":["live/w"],"replace":"live/w","width":320,"height":180,"fps":15}"#,
+        r#"{"inputs":["live/w"],"replace":"live/w","width":480,"height":360,"fps":15}"#,
     )
     .unwrap();
     let id = mixes.create(spec).unwrap();
     publish_for_range(&mut publisher, 25..50, video).await;
-    assert_eq!(now(&server), (Some(320), Some(AudioCodec::Opus)));
+    assert_eq!(now(&server), (Some(480), Some(AudioCodec::Opus)));
     let own = costream_hub::own_feed(&key);
     assert!(
         server.hub().stream(&own).is_some(),

@@ -68,7 +68,8 @@ async fn show(
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Update {
-    layout: LayoutSpec,
+    layout: Option<LayoutSpec>,
+    gain: Option<std::collections::BTreeMap<String, f32>>,
 }
 
 async fn update(
@@ -80,10 +81,10 @@ async fn update(
     if let Err(r) = authorize(&state, &headers) {
         return r;
     }
-    if state.mixes.set_layout(&id, u.layout) {
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        error(StatusCode::NOT_FOUND, &format!("no mix {id}"))
+    match state.mixes.update(&id, u.layout, u.gain) {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => error(StatusCode::NOT_FOUND, &format!("no mix {id}")),
+        Err(e) => error(StatusCode::BAD_REQUEST, &e),
     }
 }
 

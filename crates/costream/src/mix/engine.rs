@@ -40,6 +40,8 @@ pub struct Engine {
     /// The layout as given, and as it applies to the inputs of the moment.
     pub layout_spec: Arc<Mutex<LayoutSpec>>,
     pub layout: Arc<Mutex<Layout>>,
+    /// Sound levels by input name (see [`super::MixSpec::gain`]).
+    pub gains: Arc<Mutex<std::collections::BTreeMap<String, f32>>>,
     pub feed: Arc<Mutex<Vec<SharedInput>>>,
     pub stats: Arc<MixStats>,
     /// The running loop's stop flag; the loop sets it too when it loses
@@ -62,6 +64,7 @@ impl Engine {
             params,
             layout: Arc::new(Mutex::new(layout.layout(&[]))),
             layout_spec: Arc::new(Mutex::new(layout)),
+            gains: Arc::default(),
             feed: Arc::default(),
             stats: Arc::default(),
             running: Arc::default(),
@@ -72,6 +75,15 @@ impl Engine {
     pub fn follow(&self, slots: &[Slot]) {
         let keys: Vec<StreamKey> = slots.iter().map(|s| s.key.clone()).collect();
         let layout = self.layout_spec.lock().layout(&keys);
+        let gains = self.gains.lock();
+        for slot in slots {
+            let gain = gains
+                .iter()
+                .find(|(name, _)| super::layout::names(name, &slot.key))
+                .map(|(_, g)| *g);
+            slot.state.lock().gain = gain;
+        }
+        drop(gains);
         // Inputs and layout change together (the loop reads them in this order).
         let mut feed = self.feed.lock();
         *feed = slots.iter().map(|s| s.state.clone()).collect();

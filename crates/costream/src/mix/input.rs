@@ -31,6 +31,8 @@ pub struct InputState {
     pub pcm: VecDeque<f32>,
     /// Audio is being taken (enough was buffered once).
     pub audio_started: bool,
+    /// Its sound level in the mix; `None` is 1.
+    pub gain: Option<f32>,
     pub live: bool,
     pub frames_in: u64,
     pub decode_errors: u64,

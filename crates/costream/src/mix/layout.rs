@@ -71,9 +71,9 @@ impl LayoutSpec {
     }
 }
 
-/// Whether a custom cell's `input` is this stream: its key, or for a room
-/// publication (`room.ROOM/IDENTITY`) its participant's identity.
-fn names(input: &str, key: &StreamKey) -> bool {
+/// Whether `input` (a custom cell's, a gain's) names this stream: its key,
+/// or for a room publication (`room.ROOM/IDENTITY`) its participant's identity.
+pub(super) fn names(input: &str, key: &StreamKey) -> bool {
     input == key.to_string() || (crate::room::is_room_feed(key) && input == key.stream())
 }
 

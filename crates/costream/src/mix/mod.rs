@@ -13,7 +13,7 @@ use crate::bridge::heavy;
 pub use api::router;
 pub use layout::{CustomCell, LayoutSpec};
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -51,6 +51,10 @@ pub struct MixSpec {
     /// RTMP URLs the mix is also pushed to (a CDN), reconnecting on failure.
     #[serde(default)]
     pub push: Vec<String>,
+    /// Sound level per input (a stream key, or a room participant's
+    /// identity): 0 silences it, 1 (the default) leaves it, at most 4.
+    #[serde(default)]
+    pub gain: BTreeMap<String, f32>,
     /// Set for a room's mix (`POST /api/v1/rooms/{room}/mix`).
     #[serde(skip_deserializing)]
     pub room: Option<String>,
@@ -71,6 +75,13 @@ pub fn room_spec(room: &str, mut spec: Value) -> Result<MixSpec, String> {
         spec["output"] = json!(format!("live/{room}"));
     }
     serde_json::from_value(spec).map_err(|e| e.to_string())
+}
+
+fn check_gains(gains: &BTreeMap<String, f32>) -> Result<(), String> {
+    match gains.iter().find(|(_, g)| !(0.0..=4.0).contains(*g)) {
+        Some((input, g)) => Err(format!("gain of {input}: {g} is not in 0..=4")),
+        None => Ok(()),
+    }
 }
 
 /// One input: its stream, what its reader decoded, the reader.
@@ -164,12 +175,16 @@ impl Mixes {
         let height = spec.height.unwrap_or(720);
         let fps = spec.fps.unwrap_or(15.0);
         let bitrate = spec.bitrate.unwrap_or(1_200_000);
-        if !(160..=1920).contains(&width) || !(120..=1080).contains(&height) {
-            return Err(bad("width must be 160..=1920 and height 120..=1080".into()));
+        // 360p to 720p, landscape or portrait (seed 004's range).
+        if !(360..=720).contains(&width.min(height)) || width.max(height) > 1280 {
+            return Err(bad(
+                "width and height: the shorter side 360..=720, the longer at most 1280".into(),
+            ));
         }
-        if !(1.0..=30.0).contains(&fps) || !(100_000..=8_000_000).contains(&bitrate) {
-            return Err(bad("fps must be 1..=30 and bitrate 100000..=8000000".into()));
+        if !(8.0..=24.0).contains(&fps) || !(100_000..=8_000_000).contains(&bitrate) {
+            return Err(bad("fps must be 8..=24 and bitrate 100000..=8000000".into()));
         }
+        check_gains(&spec.gain).map_err(bad)?;
         if spec.push.len() > 4 {
             return Err(bad("at most 4 push URLs".into()));
         }
@@ -194,6 +209,7 @@ impl Mixes {
             params,
             spec.layout.clone(),
         );
+        *engine.gains.lock() = spec.gain.clone();
         // Started before the inputs, so a takeover's inputs read their own
         // feeds at once. A room's replacing mix waits for a guest.
         if room.is_none() || matches!(target, Target::Publish(_)) {
@@ -260,14 +276,29 @@ impl Mixes {
             .map(|(id, _)| id.clone())
     }
 
-    pub fn set_layout(&self, id: &str, layout: LayoutSpec) -> bool {
+    /// Changes a running mix's layout and sound levels (those given); Ok(false)
+    /// when there is no such mix.
+    pub fn update(
+        &self,
+        id: &str,
+        layout: Option<LayoutSpec>,
+        gain: Option<BTreeMap<String, f32>>,
+    ) -> Result<bool, String> {
+        if let Some(g) = &gain {
+            check_gains(g)?;
+        }
         let mixes = self.mixes.lock();
         let Some(m) = mixes.get(id) else {
-            return false;
+            return Ok(false);
         };
-        *m.engine.layout_spec.lock() = layout;
+        if let Some(layout) = layout {
+            *m.engine.layout_spec.lock() = layout;
+        }
+        if let Some(gain) = gain {
+            *m.engine.gains.lock() = gain;
+        }
         m.engine.follow(&m.slots.lock());
-        true
+        Ok(true)
     }
 
     pub fn stop(&self, id: &str) -> bool {
@@ -326,7 +357,8 @@ fn describe(id: &str, m: &Mix) -> Value {
         "push": m.pushes.iter().map(|p| p.lock().clone()).collect::<Vec<_>>(),
         "video_frames": stats.video_frames.load(Ordering::Relaxed),
         "audio_frames": stats.audio_frames.load(Ordering::Relaxed),
-        "late_ticks": stats.late_ticks.load(Ordering::Relaxed),
+        "gain": *m.engine.gains.lock(),
+        "frames_dropped": stats.frames_dropped.load(Ordering::Relaxed),
         "latency_ms": { "avg": latency.0, "max": latency.1 },
         "output_bitrate_bps": m.engine.is_running().then(|| {
             m.engine.hub.stream(m.engine.target.key()).map(|s| s.info().bitrate_bps)

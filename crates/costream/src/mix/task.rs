@@ -77,7 +77,8 @@ impl AudioOut {
 pub struct MixStats {
     pub video_frames: AtomicU64,
     pub audio_frames: AtomicU64,
-    pub late_ticks: AtomicU64,
+    /// Pictures the loop skipped, being far behind its clock.
+    pub frames_dropped: AtomicU64,
     pub cpu_us: AtomicU64,
     /// Input picture arrival to its first composite published: sum, count
     /// and largest, in microseconds.
@@ -128,11 +129,14 @@ pub fn run(
     let frame_ms = 1000.0 / f64::from(params.fps.max(1.0));
     let (mut blocks, mut pictures) = (0u64, 0u64);
     let mut taken: Vec<Vec<f32>> = Vec::new();
+    let mut gains: Vec<f32> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let work = Instant::now();
         // The inputs of this tick (a room's mix follows its publications).
         let inputs: Vec<SharedInput> = inputs.lock().clone();
         taken.resize(inputs.len(), Vec::new());
+        gains.clear();
+        gains.extend(inputs.iter().map(|i| i.lock().gain.unwrap_or(1.0)));
         let now_ms = start.elapsed().as_secs_f64() * 1000.0;
         // Audio: every block that is due.
         while (blocks as f64) * 20.0 <= now_ms {
@@ -151,7 +155,11 @@ pub fn run(
                     }
                 }
             }
-            let ins: Vec<(&[f32], f32)> = taken.iter().map(|b| (b.as_slice(), 1.0)).collect();
+            let ins: Vec<(&[f32], f32)> = taken
+                .iter()
+                .zip(&gains)
+                .map(|(b, g)| (b.as_slice(), *g))
+                .collect();
             let pts = (blocks * 20) as i64;
             if sound.push(mixer.mix(BLOCK, &ins), pts).is_ok() {
                 while let Some(f) = sound.pop() {
@@ -201,8 +209,11 @@ pub fn run(
             pictures += 1;
             // Far behind (a stalled machine): skip ahead rather than burst.
             if (now_ms - pictures as f64 * frame_ms) > 10.0 * frame_ms {
-                pictures = (now_ms / frame_ms) as u64;
-                stats.late_ticks.fetch_add(1, Ordering::Relaxed);
+                let due = (now_ms / frame_ms) as u64;
+                stats
+                    .frames_dropped
+                    .fetch_add(due.saturating_sub(pictures), Ordering::Relaxed);
+                pictures = due;
             }
         }
         stats

@@ -37,21 +37,24 @@ pub fn handle(
         }
         (ClientMessage::MixStop, None) => None,
         (ClientMessage::Mix { mut spec }, Some(mix)) => {
-            // A running mix changes its layout; anything else needs a restart.
-            let layout = spec.remove("layout");
+            // A running mix changes its layout and levels; anything else
+            // needs a restart.
+            let (layout, gain) = (spec.remove("layout"), spec.remove("gain"));
             if !spec.is_empty() {
                 return refuse(
                     ErrorCode::BadRequest,
-                    "the room's mix runs: only its layout can change (mix_stop first)".into(),
+                    "the room's mix runs: only its layout and gain can change (mix_stop first)"
+                        .into(),
                 );
             }
-            if let Some(layout) = layout {
-                match serde_json::from_value::<LayoutSpec>(layout) {
-                    Ok(l) => {
-                        mixes.set_layout(&mix, l);
-                    }
-                    Err(e) => return refuse(ErrorCode::BadRequest, format!("layout: {e}")),
-                }
+            let layout = layout.map(serde_json::from_value::<LayoutSpec>).transpose();
+            let gain = gain.map(serde_json::from_value).transpose();
+            let (layout, gain) = match (layout, gain) {
+                (Ok(l), Ok(g)) => (l, g),
+                (Err(e), _) | (_, Err(e)) => return refuse(ErrorCode::BadRequest, e.to_string()),
+            };
+            if let Err(e) = mixes.update(&mix, layout, gain) {
+                return refuse(ErrorCode::BadRequest, e);
             }
             Some(mix)
         }
