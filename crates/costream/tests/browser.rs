@@ -144,9 +144,9 @@ fn room_tokens(room: &str, identities: &[&str], host: impl Fn(usize) -> bool) ->
 /// Mixes the room (`POST /api/v1/rooms/r1/mix`) once its three
 /// publications are live; checks what ffprobe finds in the mix over
 /// HTTP-FLV and returns the mix as the API shows it about two seconds on.
-/// Starts `room`'s mix at 640x360 with `layout`: an admin token for every
-/// room and the mix's id.
-async fn start_room_mix(server: &Server, room: &str, layout: &str) -> (String, String) {
+/// Starts `room`'s mix as `body` says: an admin token for every room and
+/// the mix's id.
+async fn start_room_mix(server: &Server, room: &str, body: &str) -> (String, String) {
     let ops = costream::access::mint(
         &room_key(),
         "*",
@@ -156,18 +156,25 @@ async fn start_room_mix(server: &Server, room: &str, layout: &str) -> (String, S
         Duration::from_secs(600),
     )
     .unwrap();
-    let body = format!(r#"{{"layout":"{layout}","width":640,"height":360}}"#);
     let (status, answer) = api_call(
         server.http_addr,
         "POST",
         &format!("/api/v1/rooms/{room}/mix"),
         Some(&ops),
-        &body,
+        body,
     )
     .await;
     assert_eq!(status, 201, "{answer}");
     let id = answer["id"].as_str().unwrap().to_owned();
     (ops, id)
+}
+
+/// `GET /api/v1/mixes/{id}`.
+async fn get_mix(server: &Server, ops: &str, id: &str) -> serde_json::Value {
+    let path = format!("/api/v1/mixes/{id}");
+    api_call(server.http_addr, "GET", &path, Some(ops), "")
+        .await
+        .1
 }
 
 async fn mix_the_room(server: &Server, identities: &[&str]) -> serde_json::Value {
@@ -191,7 +198,12 @@ async fn mix_the_room(server: &Server, identities: &[&str]) -> serde_json::Value
     }
     // The room's own mix: its publications, the host first, followed as
     // they come and go.
-    let (ops, id) = start_room_mix(server, "r1", "speaker").await;
+    let (ops, id) = start_room_mix(
+        server,
+        "r1",
+        r#"{"layout":"speaker","width":640,"height":360}"#,
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let probe = ffprobe(&http_url(server, "/live/r1.flv"), &["-show_streams"]).await;
     let streams = probe["streams"].as_array().cloned().unwrap_or_default();
@@ -202,14 +214,7 @@ async fn mix_the_room(server: &Server, identities: &[&str]) -> serde_json::Value
         "{probe}"
     );
     assert!(streams.iter().any(|s| s["codec_name"] == "aac"), "{probe}");
-    let (_, mix) = api_call(
-        server.http_addr,
-        "GET",
-        &format!("/api/v1/mixes/{id}"),
-        Some(&ops),
-        "",
-    )
-    .await;
+    let mix = get_mix(server, &ops, &id).await;
     eprintln!("room mix: {mix}");
     assert_eq!(mix["room"], "r1", "{mix}");
     let streams: Vec<&str> = mix["inputs"]
@@ -628,18 +633,16 @@ async fn chromium_room_mix_shows_each_participant_in_its_place_with_its_tone() {
     ];
     let script =
         tokio::spawn(async move { run_node_script(ROOM, &args, Duration::from_secs(90)).await });
-    let (ops, id) = start_room_mix(&server, "c", "grid").await;
+    let (ops, id) = start_room_mix(
+        &server,
+        "c",
+        r#"{"layout":"grid","width":640,"height":360}"#,
+    )
+    .await;
     // Both participants' pictures decoded in the mix.
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
-        let (_, m) = api_call(
-            server.http_addr,
-            "GET",
-            &format!("/api/v1/mixes/{id}"),
-            Some(&ops),
-            "",
-        )
-        .await;
+        let m = get_mix(&server, &ops, &id).await;
         let pictures = m["inputs"]
             .as_array()
             .map_or(0, |i| i.iter().filter(|i| i["has_picture"] == true).count());
@@ -668,24 +671,8 @@ async fn chromium_room_mix_shows_each_participant_in_its_place_with_its_tone() {
 async fn bench_guest_to_viewer_latency_through_the_mix() {
     let server = room_server(|_| {}).await;
     let tokens = room_tokens("lat", &["guest"], |_| true);
-    let ops = costream::access::mint(
-        &room_key(),
-        "*",
-        "ops",
-        costream::access::Role::Host,
-        None,
-        Duration::from_secs(600),
-    )
-    .unwrap();
-    let (status, answer) = api_call(
-        server.http_addr,
-        "POST",
-        "/api/v1/rooms/lat/mix",
-        Some(&ops),
-        "{}",
-    )
-    .await;
-    assert_eq!(status, 201, "{answer}");
+    // The defaults: 1280x720, 15 fps.
+    let (ops, id) = start_room_mix(&server, "lat", "{}").await;
     let args: Vec<String> = vec![
         "--http".into(),
         http_url(&server, ""),
@@ -699,14 +686,6 @@ async fn bench_guest_to_viewer_latency_through_the_mix() {
     let out = run_node_script(MIX_LATENCY, &args, Duration::from_secs(120)).await;
     eprintln!("guest to viewer through the mix: {out}");
     assert_eq!(out["ok"], true, "{out}");
-    let id = answer["id"].as_str().unwrap();
-    let (_, mix) = api_call(
-        server.http_addr,
-        "GET",
-        &format!("/api/v1/mixes/{id}"),
-        Some(&ops),
-        "",
-    )
-    .await;
+    let mix = get_mix(&server, &ops, &id).await;
     eprintln!("mix: {mix}");
 }

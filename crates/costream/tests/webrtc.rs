@@ -599,6 +599,20 @@ async fn publish_av(
     }
 }
 
+/// A WHIP publisher connected to `path`.
+async fn whip_publisher(http: SocketAddr, path: &str) -> Peer {
+    let (mut publisher, offer) = Peer::new(Direction::SendOnly);
+    let (status, _, answer) = post_offer(http, path, &offer).await;
+    assert_eq!(status, 201, "{answer}");
+    publisher.accept_answer(&answer);
+    assert!(
+        pump_until(&mut [&mut publisher], Duration::from_secs(10), |p| p[0]
+            .connected)
+        .await
+    );
+    publisher
+}
+
 async fn post_offer(http: SocketAddr, path: &str, offer: &str) -> (u16, String, String) {
     let (status, head, body) =
         http_send(http, "POST", path, "application/sdp", offer.as_bytes()).await;
@@ -1097,15 +1111,7 @@ async fn rtmp_b_frames_reach_whep_viewers_reencoded_in_order() {
 async fn whip_video_loss_waits_for_a_keyframe_and_asks_for_one() {
     let server = start().await;
     let http = server.http_addr;
-    let (mut publisher, offer) = Peer::new(Direction::SendOnly);
-    let (status, _, answer) = post_offer(http, "/whip/live/loss", &offer).await;
-    assert_eq!(status, 201, "{answer}");
-    publisher.accept_answer(&answer);
-    assert!(
-        pump_until(&mut [&mut publisher], Duration::from_secs(10), |p| p[0]
-            .connected)
-        .await
-    );
+    let mut publisher = whip_publisher(http, "/whip/live/loss").await;
     // Keyframes every 50 frames (2 s).
     let video = |n: u64| (Codec::H264, access_unit(n.is_multiple_of(50), n as u8));
     publish_for(&mut publisher, &mut [], 10, video).await;
@@ -1170,15 +1176,7 @@ async fn api(http: SocketAddr, path: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mix_replacing_a_whip_stream_sounds_opus() {
     let server = start().await;
-    let (mut publisher, offer) = Peer::new(Direction::SendOnly);
-    let (status, _, answer) = post_offer(server.http_addr, "/whip/live/w", &offer).await;
-    assert_eq!(status, 201, "{answer}");
-    publisher.accept_answer(&answer);
-    assert!(
-        pump_until(&mut [&mut publisher], Duration::from_secs(10), |p| p[0]
-            .connected)
-        .await
-    );
+    let mut publisher = whip_publisher(server.http_addr, "/whip/live/w").await;
     let video = |n: u64| (Codec::H264, access_unit(n.is_multiple_of(25), n as u8));
     publish_for_range(&mut publisher, 0..25, video).await;
     let key = costream_hub::StreamKey::parse("live/w").unwrap();
