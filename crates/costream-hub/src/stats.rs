@@ -1,7 +1,7 @@
 //! Per-stream counters, kept as atomics so the hot path never takes a lock
 //! to count and the API/metrics read them without disturbing anyone.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// Who receives a stream. Used to count viewers per protocol.
@@ -62,6 +62,9 @@ pub struct StreamStats {
     pub(crate) viewer_skips: AtomicU64,
     /// Newest dts pushed, to measure how far behind a viewer is.
     pub(crate) live_edge_dts: AtomicI64,
+    /// A viewer waits for a keyframe (it joined without one cached, or fell
+    /// behind): a publisher that can make one on demand (WebRTC) should.
+    pub keyframe_wanted: AtomicBool,
     pub(crate) totals: Arc<HubTotals>,
 }
 

@@ -48,6 +48,9 @@ impl Subscriber {
         // Without a cached keyframe, video must wait for the next one.
         let skipping = has_video && !st.gop.iter().any(|f| f.keyframe);
         drop(st);
+        if skipping {
+            stream.stats.keyframe_wanted.store(true, Relaxed);
+        }
         stream.stats.viewer_joined(protocol);
         Some(Subscriber {
             stream,
@@ -170,6 +173,7 @@ impl Subscriber {
     }
 
     fn start_skip(&mut self) {
+        self.stream.stats.keyframe_wanted.store(true, Relaxed);
         if !self.skipping {
             self.skipping = true;
             self.skips += 1;

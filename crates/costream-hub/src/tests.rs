@@ -284,3 +284,22 @@ async fn a_host_reconnecting_under_a_takeover_feeds_its_own_feed() {
     let mut viewer = hub.subscribe(&key(), Protocol::Flv).unwrap();
     assert!(ready(&mut viewer).iter().any(|f| f.keyframe));
 }
+
+#[tokio::test]
+async fn a_viewer_waiting_for_a_keyframe_asks_for_one() {
+    let hub = hub(0);
+    let p = hub.publish(key(), Protocol::WebRtc).unwrap();
+    p.push(config()).unwrap();
+    p.push(video(0, false)).unwrap();
+    let wanted = || {
+        hub.stream(&key())
+            .unwrap()
+            .stats
+            .keyframe_wanted
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert!(!wanted());
+    // Nothing cached to start from: the publisher is asked for a keyframe.
+    let _viewer = hub.subscribe(&key(), Protocol::Flv).unwrap();
+    assert!(wanted());
+}

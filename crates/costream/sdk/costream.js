@@ -39,6 +39,7 @@
  *   mute(kind, muted = true)  'audio' | 'video': track.enabled and tells the others.
  *   update({name, metadata})  changes one's own name and metadata.
  *   request(), invite(id), accept(id), reject(id), kick(id, 'audience' | 'out')   link-mic.
+ *   mix(spec), mixStop()      hosts: the room's mix (docs/signaling.md); mix resolves with its id.
  *                             These, update() and mute() have no answer: they return whether the
  *                             message was sent, and a refusal comes as an `error` event.
  *   leave()                   leaves at once and closes everything.
@@ -782,6 +783,17 @@ export class Room {
   accept(identity) { return this._control({ type: 'accept', identity }); }
   reject(identity) { return this._control({ type: 'reject', identity }); }
   kick(identity, to = 'audience') { return this._control({ type: 'kick', identity, to }); }
+
+  /** Hosts: starts the room's mix (spec as POST /api/v1/rooms/{room}/mix, e.g.
+   *  {replace: 'live/show', layout: 'pip'}) or changes the running mix's layout
+   *  and gain; resolves with the mix's id. */
+  async mix(spec = {}) {
+    return (await this._request({ ...spec, type: 'mix' }, 'mix')).mix;
+  }
+  /** Hosts: stops the room's mix. */
+  async mixStop() {
+    await this._request({ type: 'mix_stop' }, 'mix');
+  }
 
   /** Messages without an answer: a refusal comes as an `error` event.
    *  Returns whether the message was sent (false when not connected). */

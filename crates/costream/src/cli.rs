@@ -69,6 +69,10 @@ pub struct ServeArgs {
     /// Log filter, e.g. info or costream=debug (RUST_LOG also works).
     #[arg(long, env = "COSTREAM_LOG")]
     pub log: Option<String>,
+    /// Development mode: the web console's pages may mint tokens for anyone
+    /// who reaches the server, not only browsers on this machine.
+    #[arg(long)]
+    pub dev: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -139,6 +143,9 @@ impl ServeArgs {
         }
         if let Some(d) = self.reconnect_grace {
             config.hub.reconnect_grace = d;
+        }
+        if self.dev {
+            config.console.dev_tokens = crate::config::DevTokens::Any;
         }
         if let Some(d) = self.write_coalesce {
             config.hub.write_coalesce = d;

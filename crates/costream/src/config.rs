@@ -18,7 +18,36 @@ pub struct Config {
     pub hub: HubSection,
     pub auth: AuthConfig,
     pub rooms: RoomsConfig,
+    pub console: ConsoleConfig,
     pub log: LogConfig,
+}
+
+/// The web console at `/` (pages for hosts, guests, viewers and operators).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    pub enabled: bool,
+    /// Who may mint tokens at `/api/v1/dev/token` for the pages to use:
+    /// `loopback` (browsers on this machine, not through a proxy), `any`
+    /// (`--dev`: everyone who reaches the server; a demo only) or `off`.
+    pub dev_tokens: DevTokens,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DevTokens {
+    Loopback,
+    Any,
+    Off,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            enabled: true,
+            dev_tokens: DevTokens::Loopback,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

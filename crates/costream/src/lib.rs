@@ -8,6 +8,7 @@ pub mod bench;
 pub mod bridge;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod hls;
 pub mod http;
 pub mod io;

@@ -21,6 +21,8 @@ pub struct AppState {
     pub rtc: Option<crate::webrtc::RtcService>,
     pub rooms: crate::room::Rooms,
     pub mixes: crate::mix::Mixes,
+    /// The RTMP port actually bound (the console shows it for OBS).
+    pub rtmp_port: u16,
 }
 
 pub struct Server {
@@ -69,6 +71,7 @@ impl Server {
             rtc,
             rooms,
             mixes: crate::mix::Mixes::new(hub_for_mixes),
+            rtmp_port: rtmp_addr.port(),
         });
         let app = crate::http::router(state.clone());
         let mut tasks = vec![tokio::spawn(crate::rtmp::accept_loop(rtmp, state.clone()))];
@@ -84,6 +87,12 @@ impl Server {
         tracing::info!(
             "HTTP listening on http://{http_addr} (HTTP-FLV /APP/STREAM.flv, HLS /APP/STREAM.m3u8, API /api/v1/streams, /metrics)"
         );
+        if state.config.console.enabled {
+            tracing::info!(
+                "web console on http://{http_addr}/ (development tokens: {:?})",
+                state.config.console.dev_tokens
+            );
+        }
         if state.config.auth.publish_secret.is_some() {
             tracing::info!(
                 "publishing requires a token (costream token publish --stream APP/STREAM)"

@@ -19,6 +19,10 @@ const WHIP_WHEP: &str = concat!(
     "/../../tests/browser/whip_whep.mjs"
 );
 const ROOM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/browser/room.mjs");
+const CONSOLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/browser/console.mjs"
+);
 const MIX_LATENCY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../tests/browser/mix_latency.mjs"
@@ -688,4 +692,78 @@ async fn bench_guest_to_viewer_latency_through_the_mix() {
     assert_eq!(out["ok"], true, "{out}");
     let mix = get_mix(&server, &ops, &id).await;
     eprintln!("mix: {mix}");
+}
+
+/// The web console, as a person uses it (tests/browser/console.mjs): the
+/// host page goes live, a viewer page plays it over WebRTC, another over
+/// HTTP-FLV asks to join and is accepted on the host page, the guest page
+/// shows the stream, the first viewer sees the composite without reloading,
+/// and the dashboard lists the stream and the room with moving figures.
+/// Screenshots of every page: target/tmp/console-screenshots/.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_console_host_viewer_guest_and_dashboard() {
+    let server = room_server(|_| {}).await;
+    let shots = concat!(env!("CARGO_TARGET_TMPDIR"), "/console-screenshots");
+    let args: Vec<String> = vec![
+        "--http".into(),
+        http_url(&server, ""),
+        "--shots".into(),
+        shots.into(),
+        "--timeout".into(),
+        "120".into(),
+    ];
+    let out = run_node_script(CONSOLE, &args, Duration::from_secs(150)).await;
+    eprintln!("console: {out}");
+    assert_eq!(out["ok"], true, "{out}");
+    // Moving video over WebRTC and HTTP-FLV, first frames in seconds.
+    for who in ["viewer", "flv_viewer"] {
+        let v = &out[who];
+        assert!(u(&v["frames"]) >= 20, "{who}: {out}");
+        assert!(f(&v["first_frame_ms"]) < 10_000.0, "{who}: {out}");
+        assert_eq!(
+            (u(&v["width"]), u(&v["height"])),
+            (640, 480),
+            "{who}: {out}"
+        );
+    }
+    assert!(u(&out["guest"]["frames"]) >= 20, "{out}");
+    // The composite: the mix's size, on the page that never reloaded, moving.
+    let c = &out["composite"];
+    assert_eq!((u(&c["width"]), u(&c["height"])), (640, 360), "{out}");
+    assert_eq!(c["reloaded"], false, "{out}");
+    assert!(u(&c["frames_after_1s"]) >= 5, "{out}");
+    // The dashboard's lists and figures.
+    let d = &out["dashboard"];
+    assert!(
+        d["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == "live/show"),
+        "{out}"
+    );
+    assert!(
+        d["rooms"].as_array().unwrap().iter().any(|r| r == "show"),
+        "{out}"
+    );
+    let bytes: Vec<u64> = d["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| u(&s["bytes_in"]))
+        .collect();
+    assert!(
+        bytes.windows(2).all(|w| w[1] > w[0]),
+        "figures move: {bytes:?}"
+    );
+    let tables = d["tables"].to_string();
+    assert!(
+        tables.contains("live/show") && tables.contains("carol"),
+        "{tables}"
+    );
+    assert_eq!(
+        out["screenshots"].as_array().map(|s| s.len()),
+        Some(4),
+        "{out}"
+    );
 }

@@ -83,6 +83,10 @@ impl Bridge {
             tokio::select! {
                 frame = source.recv() => {
                     let Some(frame) = frame else { break };
+                    // The twin's viewers' wish for a keyframe is the source's.
+                    if self.publisher.stream().stats.keyframe_wanted.swap(false, Relaxed) {
+                        source.stream().stats.keyframe_wanted.store(true, Relaxed);
+                    }
                     if self.frame(&frame).is_err() {
                         break;
                     }

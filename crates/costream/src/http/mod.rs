@@ -55,6 +55,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crate::webrtc::http::router())
         .route("/rtc", get(crate::room::upgrade))
         .route("/sdk/costream.js", get(sdk))
+        .merge(crate::console::router())
         .route("/{app}/{file}", get(media))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such resource") })
         .layer(cors)

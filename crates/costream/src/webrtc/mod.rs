@@ -32,6 +32,15 @@ use convert::{EgressState, IngestClock};
 
 /// Keyframe requests forwarded to a publisher at most this often.
 const PLI_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Whether a keyframe request may go out now (at most one per interval).
+fn pli_due(last: &mut Option<Instant>, now: Instant) -> bool {
+    let due = last.is_none_or(|t| now.duration_since(t) >= PLI_INTERVAL);
+    if due {
+        *last = Some(now);
+    }
+    due
+}
 /// A new viewer does not ask for a keyframe when the last one is younger:
 /// the cached GOP it starts from is short.
 const RECENT_KEYFRAME: Duration = Duration::from_secs(2);
@@ -519,13 +528,7 @@ impl Session {
     /// Whether a keyframe request may go to this publisher now (at most one
     /// per `PLI_INTERVAL`); if so, it counts as sent.
     fn pli_due(&mut self, now: Instant) -> bool {
-        let due = self
-            .last_pli
-            .is_none_or(|t| now.duration_since(t) >= PLI_INTERVAL);
-        if due {
-            self.last_pli = Some(now);
-        }
-        due
+        pli_due(&mut self.last_pli, now)
     }
 }
 
@@ -672,6 +675,17 @@ impl Task {
                         }
                     }
                     return;
+                }
+                // A viewer of the stream (or of its bridge) waits for a keyframe.
+                let wanted = &publisher.stream().stats.keyframe_wanted;
+                if video
+                    && wanted.load(std::sync::atomic::Ordering::Relaxed)
+                    && pli_due(&mut s.last_pli, now)
+                {
+                    wanted.store(false, std::sync::atomic::Ordering::Relaxed);
+                    for rid in s.layers.targets() {
+                        let _ = self.host.request_keyframe_of(id, rid.as_deref(), now);
+                    }
                 }
                 let had_config = clock.has_video_config();
                 for f in clock.convert(&frame) {
