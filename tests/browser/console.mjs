@@ -3,13 +3,14 @@
 // person would use it: the host page goes live, a viewer page watches over
 // WebRTC, another over HTTP-FLV asks to join, the host accepts, the guest
 // page shows the stream with the guest in it, the first viewer's page then
-// shows the composite without reloading, and the dashboard lists it all
-// with figures that move. Screenshots of every page go to --shots.
+// shows the composite without reloading, a third viewer plays it over HLS,
+// and the dashboard lists it all with figures that move. Screenshots of
+// every page go to --shots.
 //
 //   node console.mjs --http http://127.0.0.1:PORT --shots DIR [--timeout 120] [--verbose]
 //
 // Prints ONE JSON line: {"ok":true, "host":{..}, "viewer":{..}, "flv_viewer":{..},
-// "guest":{..}, "composite":{..}, "dashboard":{..}} or {"ok":false,"error":..}.
+// "guest":{..}, "composite":{..}, "hls_viewer":{..}, "dashboard":{..}} or {"ok":false,"error":..}.
 
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -121,7 +122,12 @@ async function main() {
   await viewer.waitForTimeout(1000);
   result.composite.frames_after_1s = (await viewer.evaluate(() => window.__viewer.figures.frames)) - before;
 
-  // 7. The dashboard lists the stream and the room, and its figures move.
+  // 7. HLS (hls.js) plays the composite too.
+  await open(context, 'hls-viewer', `/console/viewer.html?stream=live/${name}&protocol=hls&identity=dave`);
+  result.hls_viewer = await until(pages['hls-viewer'], 'the HLS viewer decodes frames',
+    () => window.__viewer.figures && window.__viewer.figures.frames >= 15 && { ...window.__viewer.figures });
+
+  // 8. The dashboard lists the stream and the room, and its figures move.
   const dash = await open(context, 'dashboard', '/console/dashboard.html');
   result.dashboard = await until(dash, 'the dashboard polls three times',
     () => window.__dash.polls >= 3 && { streams: window.__dash.streams, rooms: window.__dash.rooms, samples: window.__dash.samples },

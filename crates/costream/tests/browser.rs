@@ -698,7 +698,8 @@ async fn bench_guest_to_viewer_latency_through_the_mix() {
 /// host page goes live, a viewer page plays it over WebRTC, another over
 /// HTTP-FLV asks to join and is accepted on the host page, the guest page
 /// shows the stream, the first viewer sees the composite without reloading,
-/// and the dashboard lists the stream and the room with moving figures.
+/// a third plays it over HLS, and the dashboard lists the stream and the
+/// room with moving figures.
 /// Screenshots of every page: target/tmp/console-screenshots/.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_console_host_viewer_guest_and_dashboard() {
@@ -727,6 +728,10 @@ async fn chromium_console_host_viewer_guest_and_dashboard() {
         );
     }
     assert!(u(&out["guest"]["frames"]) >= 20, "{out}");
+    // HLS (hls.js) plays the composite too.
+    let hls = &out["hls_viewer"];
+    assert!(u(&hls["frames"]) >= 15, "{out}");
+    assert_eq!((u(&hls["width"]), u(&hls["height"])), (640, 360), "{out}");
     // The composite: the mix's size, on the page that never reloaded, moving.
     let c = &out["composite"];
     assert_eq!((u(&c["width"]), u(&c["height"])), (640, 360), "{out}");
@@ -763,7 +768,7 @@ async fn chromium_console_host_viewer_guest_and_dashboard() {
     );
     assert_eq!(
         out["screenshots"].as_array().map(|s| s.len()),
-        Some(4),
+        Some(5),
         "{out}"
     );
 }
