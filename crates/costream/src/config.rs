@@ -29,23 +29,38 @@ pub struct ConsoleConfig {
     pub enabled: bool,
     /// Who may mint tokens at `/api/v1/dev/token` for the pages to use:
     /// `loopback` (browsers on this machine, not through a proxy), `any`
-    /// (`--dev`: everyone who reaches the server; a demo only) or `off`.
+    /// (`--dev`: everyone who reaches the server; a demo only), `off`, or
+    /// `auto` (the default): `loopback` while the server signs with its
+    /// development key (no `[[auth.api_keys]]`), `off` once keys are
+    /// configured, as in production.
     pub dev_tokens: DevTokens,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DevTokens {
+    Auto,
     Loopback,
     Any,
     Off,
+}
+
+impl Config {
+    /// `console.dev_tokens` with `auto` resolved.
+    pub fn dev_tokens(&self) -> DevTokens {
+        match self.console.dev_tokens {
+            DevTokens::Auto if self.auth.api_keys.is_empty() => DevTokens::Loopback,
+            DevTokens::Auto => DevTokens::Off,
+            mode => mode,
+        }
+    }
 }
 
 impl Default for ConsoleConfig {
     fn default() -> Self {
         ConsoleConfig {
             enabled: true,
-            dev_tokens: DevTokens::Loopback,
+            dev_tokens: DevTokens::Auto,
         }
     }
 }

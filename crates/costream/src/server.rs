@@ -90,7 +90,7 @@ impl Server {
         if state.config.console.enabled {
             tracing::info!(
                 "web console on http://{http_addr}/ (development tokens: {:?})",
-                state.config.console.dev_tokens
+                state.config.dev_tokens()
             );
         }
         if state.config.auth.publish_secret.is_some() {

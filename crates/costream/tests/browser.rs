@@ -116,6 +116,9 @@ async fn room_server(tweak: impl FnOnce(&mut costream::config::Config)) -> Serve
         c.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
         c.rtc.public_ips = vec!["127.0.0.1".parse().unwrap()];
         c.auth.api_keys = vec![room_key()];
+        // The console's pages need tokens; with API keys configured they are
+        // off unless asked for.
+        c.console.dev_tokens = costream::config::DevTokens::Loopback;
         tweak(c);
     })
     .await

@@ -37,7 +37,7 @@ pub async fn token(
     headers: HeaderMap,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    if let Err(why) = allowed(state.config.console.dev_tokens, peer, &headers) {
+    if let Err(why) = allowed(state.config.dev_tokens(), peer, &headers) {
         return error(StatusCode::FORBIDDEN, &why);
     }
     let role = match q.role.as_deref().unwrap_or("audience") {
@@ -80,7 +80,7 @@ pub async fn token(
 pub async fn info(State(state): State<Arc<AppState>>) -> Response {
     Json(json!({
         "rtmp_port": state.rtmp_port,
-        "dev_tokens": state.config.console.dev_tokens,
+        "dev_tokens": state.config.dev_tokens(),
     }))
     .into_response()
 }
@@ -88,7 +88,10 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Response {
 fn allowed(mode: DevTokens, peer: SocketAddr, headers: &HeaderMap) -> Result<(), String> {
     match mode {
         DevTokens::Any => Ok(()),
-        DevTokens::Off => Err("development tokens are off (console.dev_tokens = \"off\")".into()),
+        DevTokens::Off | DevTokens::Auto => Err(
+            "development tokens are off: API keys are configured (set console.dev_tokens, or start with --dev)"
+                .into(),
+        ),
         DevTokens::Loopback => {
             let proxied = ["forwarded", "x-forwarded-for", "x-real-ip"]
                 .iter()
@@ -115,4 +118,33 @@ fn rand_u16() -> u16 {
             .map_or(0, |d| d.as_nanos()),
     );
     h.finish() as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn who_gets_development_tokens() {
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let remote: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        let none = HeaderMap::new();
+        let mut proxied = HeaderMap::new();
+        proxied.insert("x-forwarded-for", "198.51.100.1".parse().unwrap());
+        assert!(allowed(DevTokens::Loopback, local, &none).is_ok());
+        assert!(allowed(DevTokens::Loopback, remote, &none).is_err());
+        assert!(allowed(DevTokens::Loopback, local, &proxied).is_err());
+        assert!(allowed(DevTokens::Any, remote, &proxied).is_ok());
+        assert!(allowed(DevTokens::Off, local, &none).is_err());
+        // `auto`: on the development key only.
+        let mut config = crate::config::Config::default();
+        assert_eq!(config.dev_tokens(), DevTokens::Loopback);
+        config.auth.api_keys = vec![crate::access::ApiKey {
+            key: "prod".into(),
+            secret: "a-production-secret-0123".into(),
+        }];
+        assert_eq!(config.dev_tokens(), DevTokens::Off);
+        config.console.dev_tokens = DevTokens::Any;
+        assert_eq!(config.dev_tokens(), DevTokens::Any);
+    }
 }
