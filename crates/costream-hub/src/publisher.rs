@@ -1,5 +1,6 @@
 //! The publishing side of a stream.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use tokio::sync::Notify;
@@ -59,10 +60,17 @@ impl Publisher {
         let max_gop = self.hub.config().max_gop_frames;
         match self.stream.ingest(self.id, frame, max_gop) {
             Ingest::Done => Ok(()),
-            Ingest::Diverted(src, frame) => match src.ingest(self.id, frame, max_gop) {
-                Ingest::Done => Ok(()),
-                _ => Err(NotPublishing),
-            },
+            Ingest::Diverted(src, frame) => {
+                // The own feed's viewers (the mix) ask this publisher's
+                // source for keyframes through the stream it publishes to.
+                if src.stats.keyframe_wanted.swap(false, Relaxed) {
+                    self.stream.stats.keyframe_wanted.store(true, Relaxed);
+                }
+                match src.ingest(self.id, frame, max_gop) {
+                    Ingest::Done => Ok(()),
+                    _ => Err(NotPublishing),
+                }
+            }
             Ingest::NotPublishing => Err(NotPublishing),
         }
     }

@@ -142,6 +142,8 @@ impl Hub {
         st.slot = own;
         st.rebase_gap = Some(1);
         st.await_keyframe = true;
+        // A publisher that makes keyframes on demand (WebRTC) sends one now.
+        main.stats.keyframe_wanted.store(true, Relaxed);
         st.gop.clear();
         let at = st.last_dts.unwrap_or(0);
         for cfg in configs.into_iter().flatten() {

@@ -233,8 +233,13 @@ async fn takeover_switches_viewers_and_gives_the_stream_back() {
     let last = seen[2].dts;
 
     // Given back: the host's config first, then its pictures from its
-    // next keyframe; the own feed ends.
+    // next keyframe, which it is asked for; the own feed ends.
     mix.end();
+    let stream = hub.stream(&key()).unwrap();
+    assert!(stream
+        .stats
+        .keyframe_wanted
+        .load(std::sync::atomic::Ordering::Relaxed));
     host.push(video(1160, false)).unwrap();
     host.push(video(1200, true)).unwrap();
     let seen = ready(&mut viewer);
