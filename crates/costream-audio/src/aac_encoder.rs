@@ -7,13 +7,38 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 use fdk_aac::enc::{self, AudioObjectType, BitRate, ChannelMode, EncoderParams, Transport};
 
+use crate::pcm::f32_to_i16;
+
 use crate::aac_to_opus::OPUS_RATE;
 use crate::error::AudioError;
 use crate::opus_to_aac::AAC_FRAME_SAMPLES;
 use crate::EncodedPacket;
 
 /// FDK's bound for one AAC-LC frame is 768 bytes per channel.
-const MAX_AAC_FRAME: usize = 768 * 2;
+pub(crate) const MAX_AAC_FRAME: usize = 768 * 2;
+
+/// An FDK AAC-LC encoder at 48 kHz, CBR, raw frames (no ADTS): the encoder,
+/// its AudioSpecificConfig, and the samples per channel it emits before the
+/// first input sample.
+pub(crate) fn fdk_aac_lc(
+    channels: ChannelMode,
+    bitrate: u32,
+) -> Result<(enc::Encoder, Bytes, u32), AudioError> {
+    let encoder = enc::Encoder::new(EncoderParams {
+        bit_rate: BitRate::Cbr(bitrate),
+        sample_rate: OPUS_RATE,
+        transport: Transport::Raw,
+        channels,
+        audio_object_type: AudioObjectType::Mpeg4LowComplexity,
+    })
+    .map_err(|e| AudioError::AacEncode(e.to_string()))?;
+    let info = encoder
+        .info()
+        .map_err(|e| AudioError::AacEncode(e.to_string()))?;
+    let asc_len = (info.confSize as usize).min(info.confBuf.len());
+    let asc = Bytes::copy_from_slice(&info.confBuf[..asc_len]);
+    Ok((encoder, asc, info.nDelay))
+}
 
 pub struct AacEncoder {
     encoder: enc::Encoder,
@@ -32,21 +57,10 @@ pub struct AacEncoder {
 impl AacEncoder {
     /// Stereo AAC-LC at 48 kHz, CBR `bitrate` (128 kbit/s when `None`).
     pub fn new(bitrate: Option<u32>) -> Result<Self, AudioError> {
-        let encoder = enc::Encoder::new(EncoderParams {
-            bit_rate: BitRate::Cbr(bitrate.unwrap_or(128_000)),
-            sample_rate: OPUS_RATE,
-            transport: Transport::Raw,
-            channels: ChannelMode::Stereo,
-            audio_object_type: AudioObjectType::Mpeg4LowComplexity,
-        })
-        .map_err(|e| AudioError::AacEncode(e.to_string()))?;
-        let info = encoder
-            .info()
-            .map_err(|e| AudioError::AacEncode(e.to_string()))?;
-        let asc_len = (info.confSize as usize).min(info.confBuf.len());
+        let (encoder, asc, delay) = fdk_aac_lc(ChannelMode::Stereo, bitrate.unwrap_or(128_000))?;
         Ok(AacEncoder {
-            asc: Bytes::copy_from_slice(&info.confBuf[..asc_len]),
-            delay: info.nDelay,
+            asc,
+            delay,
             encoder,
             fifo: Vec::with_capacity(AAC_FRAME_SAMPLES * 4),
             origin_ms: None,
@@ -66,10 +80,7 @@ impl AacEncoder {
     /// is the clock).
     pub fn push(&mut self, pcm: &[f32], pts_ms: i64) -> Result<(), AudioError> {
         self.origin_ms.get_or_insert(pts_ms);
-        self.fifo.extend(
-            pcm.iter()
-                .map(|s| (s * 32767.0).round().clamp(-32768.0, 32767.0) as i16),
-        );
+        self.fifo.extend(pcm.iter().map(|s| f32_to_i16(*s)));
         let frame = AAC_FRAME_SAMPLES * 2;
         let mut used = 0;
         while self.fifo.len() - used >= frame {
@@ -81,14 +92,13 @@ impl AacEncoder {
     }
 
     fn encode(&mut self, at: usize, len: usize) -> Result<(), AudioError> {
-        self.arena.reserve(MAX_AAC_FRAME);
-        let mut buf = [0u8; MAX_AAC_FRAME];
+        self.arena.resize(MAX_AAC_FRAME, 0);
         let info = self
             .encoder
-            .encode(&self.fifo[at..at + len], &mut buf)
+            .encode(&self.fifo[at..at + len], &mut self.arena)
             .map_err(|e| AudioError::AacEncode(e.to_string()))?;
+        self.arena.truncate(info.output_size);
         if info.output_size > 0 {
-            self.arena.extend_from_slice(&buf[..info.output_size]);
             let data = self.arena.split().freeze();
             // Stamped by position, less the encoder's own delay.
             let start = self.emitted as i64 - i64::from(self.delay);

@@ -4,9 +4,10 @@
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
-use fdk_aac::enc::{self, AudioObjectType, BitRate, ChannelMode, EncoderParams, Transport};
+use fdk_aac::enc::{self, ChannelMode};
 use opus::Channels;
 
+use crate::aac_encoder::{fdk_aac_lc, MAX_AAC_FRAME};
 use crate::aac_to_opus::OPUS_RATE;
 use crate::error::AudioError;
 use crate::pcm::FrameBuffer;
@@ -19,8 +20,6 @@ pub const AAC_FRAME_SAMPLES: usize = 1024;
 const MAX_OPUS_SAMPLES: usize = 5760;
 /// Opus decodes (and conceals) in multiples of 2.5 ms.
 const OPUS_GRANULE: usize = 120;
-/// FDK's bound for one AAC-LC frame is 768 bytes per channel.
-const MAX_AAC_FRAME: usize = 768 * 2;
 
 /// The channel count in an OpusHead (RFC 7845 §5.1: byte 9), e.g. from a WebM/Ogg track;
 /// WebRTC has none and uses 2.
@@ -68,25 +67,15 @@ impl OpusToAac {
             2 => (Channels::Stereo, ChannelMode::Stereo, 128_000),
             other => return Err(AudioError::Channels(other)),
         };
-        let encoder = enc::Encoder::new(EncoderParams {
-            bit_rate: BitRate::Cbr(config.bitrate.unwrap_or(default_bitrate)),
-            sample_rate: OPUS_RATE,
-            transport: Transport::Raw,
-            channels: mode,
-            audio_object_type: AudioObjectType::Mpeg4LowComplexity,
-        })
-        .map_err(|e| AudioError::AacEncode(e.to_string()))?;
-        let info = encoder
-            .info()
-            .map_err(|e| AudioError::AacEncode(e.to_string()))?;
-        let asc_len = (info.confSize as usize).min(info.confBuf.len());
+        let (encoder, asc, encoder_delay) =
+            fdk_aac_lc(mode, config.bitrate.unwrap_or(default_bitrate))?;
         let channels = usize::from(channels);
         Ok(OpusToAac {
             decoder: opus::Decoder::new(OPUS_RATE, opus_channels)?,
             encoder,
-            asc: Bytes::copy_from_slice(&info.confBuf[..asc_len]),
+            asc,
             channels,
-            encoder_delay: info.nDelay,
+            encoder_delay,
             timeline: Timeline::new(OPUS_RATE),
             pcm: vec![0; MAX_OPUS_SAMPLES * channels],
             fifo: FrameBuffer::new(AAC_FRAME_SAMPLES, channels),

@@ -49,6 +49,11 @@ impl<T: Copy> FrameBuffer<T> {
 }
 
 /// i16 PCM to the [-1, 1) floats Opus and the resampler take.
+/// A sample in -1..1 as i16, clamped (never wraps).
+pub(crate) fn f32_to_i16(x: f32) -> i16 {
+    (x * 32767.0).round().clamp(-32768.0, 32767.0) as i16
+}
+
 pub(crate) fn i16_to_f32(input: &[i16], out: &mut Vec<f32>) {
     out.clear();
     out.extend(input.iter().map(|&s| f32::from(s) * (1.0 / 32768.0)));
@@ -57,6 +62,13 @@ pub(crate) fn i16_to_f32(input: &[i16], out: &mut Vec<f32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn f32_to_i16_saturates() {
+        assert_eq!(f32_to_i16(1.5), 32767);
+        assert_eq!(f32_to_i16(-1.5), -32768);
+        assert_eq!(f32_to_i16(0.5), 16384);
+    }
 
     #[test]
     fn frames_span_pushes_and_leftover_waits() {

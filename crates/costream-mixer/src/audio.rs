@@ -48,11 +48,6 @@ pub fn soft_clip(x: f32) -> f32 {
     (KNEE + room * over.tanh()).copysign(x)
 }
 
-/// f32 in [-1, 1] to i16, saturating.
-pub fn to_i16(x: f32) -> i16 {
-    (x * 32767.0).round().clamp(-32768.0, 32767.0) as i16
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,7 +97,5 @@ mod tests {
         }
         assert!((soft_clip(KNEE + 1e-4) - soft_clip(KNEE)).abs() < 1e-3);
         assert_eq!(soft_clip(f32::NAN), 0.0);
-        assert_eq!(to_i16(1.5), 32767);
-        assert_eq!(to_i16(-1.5), -32768);
     }
 }
