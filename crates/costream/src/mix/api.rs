@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -22,26 +22,34 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/mixes/{id}", get(show).patch(update).delete(stop))
 }
 
-#[allow(clippy::result_large_err)]
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
-    crate::room::authorize_admin(state, headers, ALL_ROOMS)
+/// A request carrying an admin token for every room: what each handler here
+/// needs before anything else.
+pub struct AllRoomsAdmin;
+
+impl axum::extract::FromRequestParts<Arc<AppState>> for AllRoomsAdmin {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Response> {
+        crate::room::authorize_admin(state, &parts.headers, ALL_ROOMS).map(|()| AllRoomsAdmin)
+    }
 }
 
-async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
+fn no_mix(id: &str) -> Response {
+    error(StatusCode::NOT_FOUND, &format!("no mix {id}"))
+}
+
+async fn list(_: AllRoomsAdmin, State(state): State<Arc<AppState>>) -> Response {
     Json(json!({ "mixes": state.mixes.list() })).into_response()
 }
 
 async fn create(
+    _: AllRoomsAdmin,
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     Json(spec): Json<MixSpec>,
 ) -> Response {
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
     match state.mixes.create(spec) {
         Ok(id) => (StatusCode::CREATED, Json(json!({ "id": id }))).into_response(),
         Err((code, message)) => error(
@@ -52,16 +60,13 @@ async fn create(
 }
 
 async fn show(
+    _: AllRoomsAdmin,
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
     match state.mixes.describe(&id) {
         Some(v) => Json(v).into_response(),
-        None => error(StatusCode::NOT_FOUND, &format!("no mix {id}")),
+        None => no_mix(&id),
     }
 }
 
@@ -73,32 +78,26 @@ struct Update {
 }
 
 async fn update(
+    _: AllRoomsAdmin,
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Json(u): Json<Update>,
 ) -> Response {
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
     match state.mixes.update(&id, u.layout, u.gain) {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
-        Ok(false) => error(StatusCode::NOT_FOUND, &format!("no mix {id}")),
+        Ok(false) => no_mix(&id),
         Err(e) => error(StatusCode::BAD_REQUEST, &e),
     }
 }
 
 async fn stop(
+    _: AllRoomsAdmin,
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = authorize(&state, &headers) {
-        return r;
-    }
     if state.mixes.stop(&id) {
         StatusCode::NO_CONTENT.into_response()
     } else {
-        error(StatusCode::NOT_FOUND, &format!("no mix {id}"))
+        no_mix(&id)
     }
 }

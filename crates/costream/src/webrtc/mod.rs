@@ -41,6 +41,25 @@ fn pli_due(last: &mut Option<Instant>, now: Instant) -> bool {
     }
     due
 }
+
+/// Asks publish session `id` for a keyframe on every encoding the hub
+/// takes from it, unless one was asked for less than `PLI_INTERVAL` ago.
+/// Returns whether it asked.
+fn ask_for_keyframe(
+    host: &mut RtcHost,
+    id: SessionId,
+    last_pli: &mut Option<Instant>,
+    layers: &simulcast::LayerPick,
+    now: Instant,
+) -> bool {
+    if !pli_due(last_pli, now) {
+        return false;
+    }
+    for rid in layers.targets() {
+        let _ = host.request_keyframe_of(id, rid.as_deref(), now);
+    }
+    true
+}
 /// A new viewer does not ask for a keyframe when the last one is younger:
 /// the cached GOP it starts from is short.
 const RECENT_KEYFRAME: Duration = Duration::from_secs(2);
@@ -669,23 +688,16 @@ impl Task {
                     s.broken = true;
                 }
                 if video && s.broken {
-                    if s.pli_due(now) {
-                        for rid in s.layers.targets() {
-                            let _ = self.host.request_keyframe_of(id, rid.as_deref(), now);
-                        }
-                    }
+                    ask_for_keyframe(&mut self.host, id, &mut s.last_pli, &s.layers, now);
                     return;
                 }
                 // A viewer of the stream (or of its bridge) waits for a keyframe.
                 let wanted = &publisher.stream().stats.keyframe_wanted;
                 if video
                     && wanted.load(std::sync::atomic::Ordering::Relaxed)
-                    && pli_due(&mut s.last_pli, now)
+                    && ask_for_keyframe(&mut self.host, id, &mut s.last_pli, &s.layers, now)
                 {
                     wanted.store(false, std::sync::atomic::Ordering::Relaxed);
-                    for rid in s.layers.targets() {
-                        let _ = self.host.request_keyframe_of(id, rid.as_deref(), now);
-                    }
                 }
                 let had_config = clock.has_video_config();
                 for f in clock.convert(&frame) {
@@ -700,11 +712,7 @@ impl Task {
                     && frame.kind == costream_rtc::MediaKind::Video
                 {
                     // Joined mid-GOP: nothing decodes until the next keyframe.
-                    if s.pli_due(now) {
-                        for rid in s.layers.targets() {
-                            let _ = self.host.request_keyframe_of(id, rid.as_deref(), now);
-                        }
-                    }
+                    ask_for_keyframe(&mut self.host, id, &mut s.last_pli, &s.layers, now);
                 }
             }
             SessionEvent::KeyframeRequest(_, mid) => {
@@ -767,15 +775,8 @@ impl Task {
             self.bridges.request_keyframe(key);
             return;
         };
-        let Some(p) = self.sessions.get_mut(&publisher) else {
-            return;
-        };
-        if p.pli_due(now) {
-            for rid in p.layers.targets() {
-                let _ = self
-                    .host
-                    .request_keyframe_of(publisher, rid.as_deref(), now);
-            }
+        if let Some(p) = self.sessions.get_mut(&publisher) {
+            ask_for_keyframe(&mut self.host, publisher, &mut p.last_pli, &p.layers, now);
         }
     }
 
