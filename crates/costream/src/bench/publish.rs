@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use bytes::BytesMut;
 use costream_flv::{FlvReader, FlvTag, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
-use costream_rtmp::{amf0, Amf0Value, ClientConfig, ClientEvent, ClientSession};
+use costream_rtmp::{amf0, Amf0Value, ClientEvent, ClientSession};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -150,12 +150,7 @@ pub(crate) async fn publish(opts: Publish<'_>) -> anyhow::Result<PublishStats> {
         .await
         .with_context(|| format!("connect to {}", opts.url.authority()))?;
     sock.set_nodelay(true)?;
-    let mut session = ClientSession::new(ClientConfig {
-        app: target.app.clone(),
-        tc_url: target.tc_url.clone(),
-        chunk_size: 4096,
-    });
-    session.create_stream_and_publish(&target.name);
+    let session = target.publish_session();
     let mut p = Publisher {
         sock,
         session,

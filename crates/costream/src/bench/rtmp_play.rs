@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::anyhow;
 use bytes::BytesMut;
-use costream_rtmp::{ClientConfig, ClientEvent, ClientSession};
+use costream_rtmp::ClientEvent;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -29,12 +29,7 @@ pub(crate) async fn play(
         .await
         .map_err(|e| anyhow!("connect: {e}"))?;
     sock.set_nodelay(true)?;
-    let mut session = ClientSession::new(ClientConfig {
-        app: target.app.clone(),
-        tc_url: target.tc_url.clone(),
-        chunk_size: 4096,
-    });
-    session.create_stream_and_play(&target.name);
+    let mut session = target.play_session();
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     loop {
         if session.has_output() {

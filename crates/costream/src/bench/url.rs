@@ -46,6 +46,30 @@ pub struct RtmpTarget {
     pub name: String,
 }
 
+impl RtmpTarget {
+    /// A client session that connects to the app and publishes the stream.
+    pub fn publish_session(&self) -> costream_rtmp::ClientSession {
+        let mut s = self.session();
+        s.create_stream_and_publish(&self.name);
+        s
+    }
+
+    /// A client session that connects to the app and plays the stream.
+    pub fn play_session(&self) -> costream_rtmp::ClientSession {
+        let mut s = self.session();
+        s.create_stream_and_play(&self.name);
+        s
+    }
+
+    fn session(&self) -> costream_rtmp::ClientSession {
+        costream_rtmp::ClientSession::new(costream_rtmp::ClientConfig {
+            app: self.app.clone(),
+            tc_url: self.tc_url.clone(),
+            chunk_size: 4096,
+        })
+    }
+}
+
 impl BenchUrl {
     pub fn parse(s: &str) -> anyhow::Result<Self> {
         let s = s.trim();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use bytes::BytesMut;
 use costream_hub::{Hub, Protocol, StreamKey};
-use costream_rtmp::{ClientConfig, ClientEvent, ClientSession};
+use costream_rtmp::{ClientEvent, ClientSession};
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -77,12 +77,7 @@ async fn push_once(
     .map_err(|_| anyhow!("no connection within {CONNECT_TIMEOUT:?}"))?
     .with_context(|| format!("connect to {}", u.authority()))?;
     sock.set_nodelay(true)?;
-    let mut session = ClientSession::new(ClientConfig {
-        app: target.app.clone(),
-        tc_url: target.tc_url.clone(),
-        chunk_size: 4096,
-    });
-    session.create_stream_and_publish(&target.name);
+    let mut session = target.publish_session();
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     tokio::time::timeout(PUBLISH_TIMEOUT, async {
         while !session.is_publishing() {
