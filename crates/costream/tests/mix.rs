@@ -25,44 +25,13 @@ fn push_colour(url: &str, colour: &str, freq: u32) -> Child {
 }
 
 fn push_colour_sized(url: &str, colour: &str, freq: u32, size: &str) -> Child {
-    Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("color=c={colour}:size={size}:rate=15"),
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("sine=frequency={freq}:sample_rate=48000"),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-            "-g",
-            "30",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "96k",
-            "-f",
-            "flv",
-            url,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("ffmpeg is installed (scripts/test installs it)")
+    ffmpeg_push_lavfi(
+        url,
+        &format!("color=c={colour}:size={size}:rate=15"),
+        &format!("sine=frequency={freq}:sample_rate=48000"),
+        &["-g", "30"],
+        "96k",
+    )
 }
 
 /// An admin API call with a `*` admin token: (status, JSON body).

@@ -36,7 +36,28 @@ pub fn http_url(server: &Server, path: &str) -> String {
 /// ffmpeg pushing a live test picture (testsrc2, x264) and a sine tone (AAC)
 /// over RTMP in real time. Killed when dropped.
 pub fn ffmpeg_push(url: &str, extra_video: &[&str]) -> Child {
-    let mut args: Vec<String> = [
+    let mut video = vec!["-g", "50", "-b:v", "800k"];
+    video.extend_from_slice(extra_video);
+    ffmpeg_push_lavfi(
+        url,
+        "testsrc2=size=640x360:rate=25",
+        "sine=frequency=440:sample_rate=44100",
+        &video,
+        "64k",
+    )
+}
+
+/// ffmpeg pushing lavfi sources over RTMP in real time as x264 (ultrafast,
+/// no B-frames) with `video_opts`, and AAC at `audio_rate`. Killed when
+/// dropped.
+pub fn ffmpeg_push_lavfi(
+    url: &str,
+    video: &str,
+    audio: &str,
+    video_opts: &[&str],
+    audio_rate: &str,
+) -> Child {
+    let mut args = vec![
         "-hide_banner",
         "-loglevel",
         "error",
@@ -44,33 +65,22 @@ pub fn ffmpeg_push(url: &str, extra_video: &[&str]) -> Child {
         "-f",
         "lavfi",
         "-i",
-        "testsrc2=size=640x360:rate=25",
+        video,
         "-f",
         "lavfi",
         "-i",
-        "sine=frequency=440:sample_rate=44100",
+        audio,
         "-c:v",
         "libx264",
         "-preset",
         "ultrafast",
         "-tune",
         "zerolatency",
-        "-g",
-        "50",
         "-pix_fmt",
         "yuv420p",
-        "-b:v",
-        "800k",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(extra_video.iter().map(|s| s.to_string()));
-    args.extend(
-        ["-c:a", "aac", "-b:a", "64k", "-f", "flv", url]
-            .iter()
-            .map(|s| s.to_string()),
-    );
+    ];
+    args.extend_from_slice(video_opts);
+    args.extend_from_slice(&["-c:a", "aac", "-b:a", audio_rate, "-f", "flv", url]);
     Command::new("ffmpeg")
         .args(&args)
         .stdin(Stdio::null())
