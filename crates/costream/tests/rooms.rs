@@ -911,19 +911,7 @@ async fn the_bandwidth_budget_caps_what_a_subscriber_receives() {
     }
     // 1 Mbps each with 8 % packet overhead: only one video fits in 2 Mbps
     // beside the others' audio. The host's is kept.
-    let mut paused = Vec::new();
-    while paused.len() < 3 {
-        let m = viewer
-            .wait_for(Duration::from_secs(10), |m| {
-                matches!(m, ServerMessage::VideoPaused { paused: true, .. })
-            })
-            .await
-            .unwrap();
-        if let ServerMessage::VideoPaused { identity, .. } = m {
-            paused.push(identity);
-        }
-    }
-    paused.sort();
+    let paused = paused_videos(&mut viewer, 3).await;
     assert_eq!(paused, ["p0", "p2", "p3"]);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let start = bytes.load(Ordering::Relaxed);
@@ -1216,19 +1204,7 @@ async fn the_bandwidth_budget_applies_on_the_subscriber_connection() {
         let tracks = peer.answer_next(&mut viewer).await;
         mids.insert(p.clone(), video_mid(&tracks, &p));
     }
-    let mut paused = Vec::new();
-    while paused.len() < 3 {
-        let m = viewer
-            .wait_for(Duration::from_secs(10), |m| {
-                matches!(m, ServerMessage::VideoPaused { paused: true, .. })
-            })
-            .await
-            .unwrap();
-        if let ServerMessage::VideoPaused { identity, .. } = m {
-            paused.push(identity);
-        }
-    }
-    paused.sort();
+    let paused = paused_videos(&mut viewer, 3).await;
     assert_eq!(paused, ["p0", "p2", "p3"]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before: std::collections::HashMap<_, _> = mids
@@ -1477,4 +1453,23 @@ async fn a_host_mix_switches_its_live_stream_while_guests_publish() {
         server.hub().stream(&live).is_some(),
         "the host is still live"
     );
+}
+
+/// The identities of the first `n` videos the server pauses for `viewer`
+/// (its bandwidth budget), sorted.
+async fn paused_videos(viewer: &mut RoomClient, n: usize) -> Vec<String> {
+    let mut paused = Vec::new();
+    while paused.len() < n {
+        let m = viewer
+            .wait_for(Duration::from_secs(10), |m| {
+                matches!(m, ServerMessage::VideoPaused { paused: true, .. })
+            })
+            .await
+            .unwrap();
+        if let ServerMessage::VideoPaused { identity, .. } = m {
+            paused.push(identity);
+        }
+    }
+    paused.sort();
+    paused
 }
