@@ -288,18 +288,23 @@ impl RtcService {
         sdp: String,
         closed: Option<oneshot::Sender<()>>,
     ) -> Result<(SessionId, String), OfferError> {
+        self.ask(|reply| Command::Offer {
+            direction,
+            key,
+            sdp,
+            reply,
+            closed,
+        })
+        .await
+        .ok_or(OfferError::Stopped)?
+    }
+
+    /// Sends a command that answers on `reply`; `None` when the WebRTC task
+    /// is gone (or dropped the command).
+    async fn ask<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
         let (reply, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Offer {
-                direction,
-                key,
-                sdp,
-                reply,
-                closed,
-            })
-            .await
-            .map_err(|_| OfferError::Stopped)?;
-        rx.await.map_err(|_| OfferError::Stopped)?
+        self.commands.send(command(reply)).await.ok()?;
+        rx.await.ok()
     }
 
     pub async fn add_candidates(
@@ -307,38 +312,24 @@ impl RtcService {
         session: SessionId,
         lines: Vec<String>,
     ) -> Result<(), RtcError> {
-        let (reply, rx) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Candidates {
-                session,
-                lines,
-                reply,
-            })
-            .await
-            .is_err()
-        {
-            return Err(RtcError::UnknownSession(session));
-        }
-        rx.await.unwrap_or(Err(RtcError::UnknownSession(session)))
+        self.ask(|reply| Command::Candidates {
+            session,
+            lines,
+            reply,
+        })
+        .await
+        .unwrap_or(Err(RtcError::UnknownSession(session)))
     }
 
     /// Ends a session of `key`; false when there is no such session.
     pub async fn delete(&self, key: StreamKey, session: SessionId) -> bool {
-        let (reply, rx) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Delete {
-                key,
-                session,
-                reply,
-            })
-            .await
-            .is_err()
-        {
-            return false;
-        }
-        rx.await.unwrap_or(false)
+        self.ask(|reply| Command::Delete {
+            key,
+            session,
+            reply,
+        })
+        .await
+        .unwrap_or(false)
     }
 
     /// Stops (or resumes) passing on a publisher's audio or video; the
@@ -358,12 +349,10 @@ impl RtcService {
     /// when it ends. Tracks come with [`RtcService::shared_update`].
     pub async fn shared_open(&self) -> Result<(SessionId, oneshot::Receiver<()>), OfferError> {
         let (closed, watch) = oneshot::channel();
-        let (reply, rx) = oneshot::channel();
-        self.commands
-            .send(Command::SharedOpen { closed, reply })
+        let id = self
+            .ask(|reply| Command::SharedOpen { closed, reply })
             .await
-            .map_err(|_| OfferError::Stopped)?;
-        let id = rx.await.map_err(|_| OfferError::Stopped)??;
+            .ok_or(OfferError::Stopped)??;
         Ok((id, watch))
     }
 
@@ -374,30 +363,24 @@ impl RtcService {
         add: Vec<StreamKey>,
         remove: Vec<StreamKey>,
     ) -> SharedOffer {
-        let (reply, rx) = oneshot::channel();
-        self.commands
-            .send(Command::SharedUpdate {
-                session,
-                add,
-                remove,
-                reply,
-            })
-            .await
-            .map_err(|_| OfferError::Stopped)?;
-        rx.await.map_err(|_| OfferError::Stopped)?
+        self.ask(|reply| Command::SharedUpdate {
+            session,
+            add,
+            remove,
+            reply,
+        })
+        .await
+        .ok_or(OfferError::Stopped)?
     }
 
     pub async fn shared_answer(&self, session: SessionId, sdp: String) -> Result<(), OfferError> {
-        let (reply, rx) = oneshot::channel();
-        self.commands
-            .send(Command::SharedAnswer {
-                session,
-                sdp,
-                reply,
-            })
-            .await
-            .map_err(|_| OfferError::Stopped)?;
-        rx.await.map_err(|_| OfferError::Stopped)?
+        self.ask(|reply| Command::SharedAnswer {
+            session,
+            sdp,
+            reply,
+        })
+        .await
+        .ok_or(OfferError::Stopped)?
     }
 
     /// Forwards `source` (a simulcast encoding's hub stream, or `key`
@@ -440,16 +423,9 @@ impl RtcService {
     }
 
     pub async fn sessions(&self) -> Vec<SessionInfo> {
-        let (reply, rx) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Sessions { reply })
+        self.ask(|reply| Command::Sessions { reply })
             .await
-            .is_err()
-        {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
+            .unwrap_or_default()
     }
 }
 
