@@ -7,6 +7,7 @@ pub mod http;
 mod levels;
 mod shared;
 pub mod simulcast;
+mod video_gate;
 pub use levels::AudioLevels;
 pub use shared::OfferedTrack;
 mod tcp;
@@ -17,9 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use costream_hub::{
-    Frame, FrameKind, Hub, Protocol, PublishError, Publisher, StreamKey, Subscriber,
-};
+use costream_hub::{Frame, Hub, Protocol, PublishError, Publisher, StreamKey, Subscriber};
 use costream_rtc::{
     Direction, HostOutput, RtcError, RtcHost, RtcHostConfig, SessionEvent, SessionId, Transport,
 };
@@ -29,6 +28,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::RtcConfig;
 use convert::{EgressState, IngestClock};
+use video_gate::VideoGate;
 
 /// Keyframe requests forwarded to a publisher at most this often.
 const PLI_INTERVAL: Duration = Duration::from_millis(500);
@@ -507,16 +507,14 @@ struct Session {
     _closed: Option<oneshot::Sender<()>>,
     /// Publish sessions muted by an admin: [audio, video].
     muted: [bool; 2],
-    /// Play sessions: video held back (bandwidth budget).
-    video_paused: bool,
+    /// Play sessions: video held back (bandwidth budget), or until a keyframe.
+    video: VideoGate,
     /// Publish sessions: which simulcast encoding the hub stream carries.
     layers: simulcast::LayerPick,
     /// Publish sessions: each simulcast encoding as a hub stream of its own
     /// (`app/stream~sim-RID`, with the audio too), for subscribers that
     /// get a smaller one.
     layer_streams: HashMap<String, (Publisher, IngestClock)>,
-    /// Play sessions: video resumes at the next keyframe.
-    video_resync: bool,
 }
 
 impl Session {
@@ -791,16 +789,8 @@ impl Task {
                 let Some(s) = self.sessions.get_mut(&session) else {
                     return;
                 };
-                if frame.kind == FrameKind::Video {
-                    if s.video_paused {
-                        return;
-                    }
-                    if s.video_resync {
-                        if !frame.keyframe {
-                            return;
-                        }
-                        s.video_resync = false;
-                    }
+                if !s.video.admit(&frame) {
+                    return;
                 }
                 if let Some((codec, rtp_time, data)) = s.egress.convert(&frame) {
                     if let Err(e) = self.host.write_media(
@@ -852,12 +842,7 @@ impl Task {
                 let Some(s) = self.sessions.get_mut(&session) else {
                     return;
                 };
-                if s.video_paused == paused {
-                    return;
-                }
-                s.video_paused = paused;
-                if !paused {
-                    s.video_resync = true;
+                if s.video.set_paused(paused) {
                     let key = s.key.clone();
                     self.request_publisher_keyframe(&key, now);
                 }
@@ -984,8 +969,7 @@ impl Task {
                 broken: false,
                 _closed: closed,
                 muted: [false; 2],
-                video_paused: false,
-                video_resync: false,
+                video: VideoGate::default(),
                 layers: simulcast::LayerPick::default(),
                 layer_streams: HashMap::new(),
             },

@@ -6,12 +6,13 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use costream_hub::{Frame, FrameKind, Protocol, StreamKey, Subscriber};
+use costream_hub::{Frame, Protocol, StreamKey, Subscriber};
 use costream_rtc::{MediaKind, RtcError, SessionId};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::convert::{self, EgressState};
+use super::video_gate::VideoGate;
 use super::{Command, OfferError, Task};
 
 /// A publication's two tracks in a shared session.
@@ -27,8 +28,7 @@ pub struct Out {
     forwarder: Option<JoinHandle<()>>,
     egress: EgressState,
     answered: bool,
-    video_paused: bool,
-    video_resync: bool,
+    video: VideoGate,
 }
 
 pub struct Shared {
@@ -151,8 +151,7 @@ impl Task {
                     forwarder: None,
                     egress: EgressState::default(),
                     answered: false,
-                    video_paused: false,
-                    video_resync: false,
+                    video: VideoGate::default(),
                 },
             );
         }
@@ -220,16 +219,8 @@ impl Task {
         else {
             return;
         };
-        if frame.kind == FrameKind::Video {
-            if o.video_paused {
-                return;
-            }
-            if o.video_resync {
-                if !frame.keyframe {
-                    return;
-                }
-                o.video_resync = false;
-            }
+        if !o.video.admit(frame) {
+            return;
         }
         let Some((codec, rtp_time, data)) = o.egress.convert(frame) else {
             return;
@@ -272,12 +263,7 @@ impl Task {
         else {
             return;
         };
-        if o.video_paused == paused {
-            return;
-        }
-        o.video_paused = paused;
-        if !paused {
-            o.video_resync = true;
+        if o.video.set_paused(paused) {
             let source = o.source.clone();
             self.request_publisher_keyframe(&source, now);
         }
@@ -310,7 +296,7 @@ impl Task {
             f.abort();
         }
         o.source = source.clone();
-        o.video_resync = true;
+        o.video.resync();
         if connected && o.answered {
             o.forwarder = Some(tokio::spawn(forward(
                 sub,
