@@ -64,6 +64,11 @@ pub(crate) struct State {
     /// Set when a publisher resumes: the next frame re-bases the clock, with
     /// the wall-clock gap (ms) the stream was silent.
     pub(crate) rebase_gap: Option<i64>,
+    /// The last dts of each track (video, audio), and the tracks whose
+    /// first frame since a re-base has not come yet: that frame must land
+    /// after its own track's last one too, not only after the other's.
+    pub(crate) track_last: [Option<i64>; 2],
+    pub(crate) settling: [bool; 2],
     pub(crate) publishers: u64,
     pub(crate) last_video_dts: i64,
     /// Set while a mix has taken this stream over: its own publisher, whose
@@ -125,6 +130,8 @@ impl Stream {
                 ts_offset: 0,
                 last_dts: None,
                 rebase_gap: None,
+                track_last: [None; 2],
+                settling: [false; 2],
                 publishers: 0,
                 last_video_dts: 0,
                 displaced: None,
@@ -277,6 +284,7 @@ impl State {
             if let Some(last) = self.last_dts {
                 self.ts_offset = last + gap.max(1) - frame.dts;
             }
+            self.settling = [true; 2];
         } else if let Some(last) = self.last_dts {
             // A publisher whose clock jumps back more than a second (encoder
             // restart) is re-based instead of sending players back in time.
@@ -284,12 +292,24 @@ impl State {
                 self.ts_offset = last + 1 - frame.dts;
             }
         }
+        let track = usize::from(!frame.kind.is_video());
+        if !frame.kind.is_config() && std::mem::take(&mut self.settling[track]) {
+            // The new source's tracks need not start together (an encoder's
+            // priming, interleaving): its first frame of a track that would
+            // land at or before that track's last moves the clock on, so
+            // each track's time keeps going forward across the switch.
+            if let Some(last) = self.track_last[track] {
+                self.ts_offset += (last + 1 - (frame.dts + self.ts_offset)).max(0);
+            }
+        }
         if self.ts_offset != 0 {
             frame.dts += self.ts_offset;
             frame.pts += self.ts_offset;
         }
-        if frame.kind != FrameKind::VideoConfig && frame.kind != FrameKind::AudioConfig {
+        if !frame.kind.is_config() {
             self.last_dts = Some(self.last_dts.map_or(frame.dts, |l| l.max(frame.dts)));
+            self.track_last[track] =
+                Some(self.track_last[track].map_or(frame.dts, |l| l.max(frame.dts)));
         }
         frame
     }

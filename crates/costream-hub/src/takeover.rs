@@ -83,6 +83,7 @@ impl Hub {
             s.ts_offset = st.ts_offset;
             s.last_dts = st.last_dts;
             s.last_video_dts = st.last_video_dts;
+            s.track_last = st.track_last;
         }
         src.stats
             .live_edge_dts

@@ -308,3 +308,67 @@ async fn a_viewer_waiting_for_a_keyframe_asks_for_one() {
     let _viewer = hub.subscribe(&key(), Protocol::Flv).unwrap();
     assert!(wanted());
 }
+
+fn audio(dts: i64) -> Frame {
+    Frame::audio(dts, Bytes::from_static(&[0x21, 0]))
+}
+
+/// Each track's dts of what is ready now.
+fn tracks(s: &mut Subscriber) -> (Vec<i64>, Vec<i64>) {
+    let (mut v, mut a) = (Vec::new(), Vec::new());
+    while let TryRecv::Frame(f) = s.try_recv() {
+        match f.kind {
+            FrameKind::Video => v.push(f.dts),
+            FrameKind::Audio => a.push(f.dts),
+            _ => {}
+        }
+    }
+    (v, a)
+}
+
+fn forward(dts: &[i64]) -> bool {
+    dts.windows(2).all(|w| w[1] > w[0])
+}
+
+#[tokio::test]
+async fn each_track_keeps_going_forward_across_a_takeover_and_back() {
+    let hub = hub(0);
+    let key = key();
+    let host = hub.publish(key.clone(), Protocol::Rtmp).unwrap();
+    let mut viewer = hub.subscribe(&key, Protocol::Flv).unwrap();
+    // The host: pictures every 40 ms, sound every 21 ms, its last
+    // sound frame after its last picture.
+    for i in 0..10 {
+        host.push(video(1000 + i * 40, i == 0)).unwrap();
+        host.push(audio(1000 + i * 40 + 5)).unwrap();
+        host.push(audio(1000 + i * 40 + 26)).unwrap();
+    }
+    let (mut v, mut a) = tracks(&mut viewer);
+    // A mix whose sound encoder stamps its first packets before its
+    // first picture (its priming).
+    let mix = hub.take_over(&key, Protocol::Internal).unwrap();
+    mix.push(video(100, true)).unwrap();
+    mix.push(audio(57)).unwrap();
+    mix.push(audio(78)).unwrap();
+    for i in 1..5 {
+        mix.push(video(100 + i * 66, false)).unwrap();
+        mix.push(audio(78 + i * 21)).unwrap();
+    }
+    let (mv, ma) = tracks(&mut viewer);
+    assert_eq!((mv.len(), ma.len()), (5, 6));
+    v.extend(mv);
+    a.extend(ma);
+    // Given back: the host's keyframe comes first, its sound of a few
+    // ms before it next (interleaving).
+    mix.end();
+    host.push(video(1600, true)).unwrap();
+    host.push(audio(1598)).unwrap();
+    host.push(audio(1619)).unwrap();
+    host.push(video(1640, false)).unwrap();
+    let (hv, ha) = tracks(&mut viewer);
+    assert_eq!((hv.len(), ha.len()), (2, 2));
+    v.extend(hv);
+    a.extend(ha);
+    assert!(forward(&v), "video: {v:?}");
+    assert!(forward(&a), "audio: {a:?}");
+}

@@ -216,7 +216,8 @@ async fn the_mix_is_pushed_over_rtmp_and_reconnects() {
 
 /// The link-mic switch: viewers of the host's stream stay on one HTTP-FLV
 /// connection while a mix takes the stream over (the composite, at its own
-/// size) and gives it back (the host's own picture again).
+/// size, from its first picture showing both inputs) and gives it back (the
+/// host's own picture again), each track's time going forward throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mix_replaces_a_live_stream_and_gives_it_back_without_dropping_viewers() {
     let server = start_server(|c| c.auth.api_keys = vec![key()]).await;
@@ -250,6 +251,20 @@ async fn a_mix_replaces_a_live_stream_and_gives_it_back_without_dropping_viewers
         .output();
     let viewer =
         tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(40), viewer).await });
+    // Another reading every packet's time, audio and video, over both switches.
+    let probe_url = url.clone();
+    let packets = tokio::spawn(async move {
+        ffprobe(
+            &probe_url,
+            &[
+                "-read_intervals",
+                "%+11",
+                "-show_entries",
+                "packet=codec_type,dts",
+            ],
+        )
+        .await
+    });
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let (status, body) = call(
@@ -316,6 +331,41 @@ async fn a_mix_replaces_a_live_stream_and_gives_it_back_without_dropping_viewers
         })
         .collect();
     assert!(times.windows(2).all(|w| w[1] >= w[0]), "{times:?}");
+    // The mix's first picture is its inputs' (red left, blue right: both
+    // chroma means well above the plain background's 128), not the
+    // background with empty tiles.
+    let first_mix = log
+        .lines()
+        .find(|l| l.contains("Parsed_showinfo") && l.contains(" s:640x360"))
+        .expect("a composite was seen");
+    let mean: Vec<u32> = first_mix
+        .split("mean:[")
+        .nth(1)
+        .and_then(|m| m.split(']').next())
+        .map(|m| {
+            m.split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        mean.len() == 3 && mean[1] > 140 && mean[2] > 140,
+        "the first composite: {first_mix}"
+    );
+    // No track's time ever goes back, across the switch and back.
+    let packets = packets.await.unwrap();
+    for kind in ["audio", "video"] {
+        let dts: Vec<i64> = packets["packets"]
+            .as_array()
+            .expect("packets")
+            .iter()
+            .filter(|p| p["codec_type"] == kind)
+            .filter_map(|p| p["dts"].as_i64())
+            .collect();
+        assert!(dts.len() > 50, "{kind}: {dts:?}");
+        let back: Vec<&[i64]> = dts.windows(2).filter(|w| w[1] <= w[0]).collect();
+        assert!(back.is_empty(), "{kind} time went back: {back:?}");
+    }
     // The host is live on its own again.
     let (_, streams) = http_get(server.http_addr, "/api/v1/streams").await;
     let streams = String::from_utf8_lossy(&streams);
@@ -354,4 +404,71 @@ async fn two_hosts_each_replace_their_stream_with_a_mix_of_both() {
             rgb(pic, 480, 180)
         );
     }
+}
+
+/// Waits for a keyframe of `key` as it comes live (not the cached one).
+async fn next_live_keyframe(server: &Server, key: &str) {
+    let key = costream_hub::StreamKey::parse(key).unwrap();
+    let mut sub = server
+        .hub()
+        .subscribe(&key, costream_hub::Protocol::Internal)
+        .unwrap();
+    let mut keyframes = 0;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while keyframes < 2 {
+            let f = sub.recv().await.expect("the stream goes on");
+            if f.keyframe {
+                keyframes += 1;
+            }
+        }
+    })
+    .await
+    .expect("keyframes every 2 s");
+}
+
+/// Lip sync through a mix: a source that flashes and beeps at the same
+/// instant, mixed with a second input, keeps its sound with its pictures in
+/// the mix (within ±45 ms, ITU-R BT.1359), wherever in the source's 2 s
+/// GOP the mix joins (the GOP comes as a burst), and the mix reports the
+/// input's A/V offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mix_keeps_lip_sync_wherever_it_joins_its_inputs_gop() {
+    let server = start_server(|c| c.auth.api_keys = vec![key()]).await;
+    let _fb = avsync::push_flash_and_beep(&rtmp_url(&server, "live/fb"));
+    let _other = avsync::push_silent_colour(&rtmp_url(&server, "live/other"), "blue");
+    wait_for_stream(&server, "live/fb").await;
+    wait_for_stream(&server, "live/other").await;
+
+    let mut report = Vec::new();
+    for (n, into_gop_ms) in [300u64, 900, 1500].into_iter().enumerate() {
+        next_live_keyframe(&server, "live/fb").await;
+        tokio::time::sleep(Duration::from_millis(into_gop_ms)).await;
+        let spec = format!(
+            r#"{{"inputs":["live/fb","live/other"],"output":"live/sync{n}","layout":"grid","width":640,"height":360,"fps":24}}"#
+        );
+        let (status, body) = call(&server, "POST", "/api/v1/mixes", &spec).await;
+        assert_eq!(status, 201, "{body}");
+        let id = body["id"].as_str().unwrap().to_owned();
+        // The flashing input is the left half of the grid.
+        let url = http_url(&server, &format!("/live/sync{n}.flv"));
+        let onsets = avsync::read_onsets(&url, 7, "crop=iw/2:ih:0:0").await;
+        let offsets = onsets.offsets_ms();
+        eprintln!("mix started {into_gop_ms} ms into the GOP: {onsets:?}, offsets {offsets:?} ms");
+        assert!(offsets.len() >= 3, "{onsets:?}");
+        assert!(
+            offsets.iter().all(|o| o.abs() <= 45.0),
+            "mix started {into_gop_ms} ms into the GOP: sound minus picture {offsets:?} ms"
+        );
+        let (_, m) = call(&server, "GET", &format!("/api/v1/mixes/{id}"), "").await;
+        let reported = m["inputs"][0]["av_offset_ms"].as_f64();
+        eprintln!("reported: {}", m["inputs"]);
+        assert!(
+            reported.is_some_and(|o| o.abs() <= 45.0),
+            "the input's A/V offset in the mix: {m}"
+        );
+        report.push((into_gop_ms, offsets, reported));
+        let (status, _) = call(&server, "DELETE", &format!("/api/v1/mixes/{id}"), "").await;
+        assert_eq!(status, 204);
+    }
+    eprintln!("lip sync through the mix: {report:?}");
 }

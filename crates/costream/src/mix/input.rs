@@ -1,10 +1,11 @@
 //! One mixer input: a hub stream read by its own task, its video decoded to
-//! the latest picture and its audio to 48 kHz stereo PCM waiting to be
-//! mixed.
+//! pictures and its audio to 48 kHz stereo PCM, both waiting to be mixed
+//! on their timestamps (see `sync.rs`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use super::sync::AvSync;
 use costream_audio::PcmDecoder;
 use costream_hub::avc::{self, AvcConfig};
 use costream_hub::{own_feed, Codec, FrameKind, Hub, HubEvent, Protocol, StreamKey};
@@ -15,22 +16,21 @@ use openh264::OpenH264API;
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
-/// Most PCM kept per input (stereo samples): a second. More means the input
-/// runs ahead of the mix; the oldest is dropped.
-const MAX_PCM: usize = 48_000 * 2;
+/// Pictures decoded but not out of the decoder yet (reordering): their
+/// pts, at most this many.
+const MAX_PENDING: usize = 16;
+
+/// A decoded picture and when its frame reached this input (the mix's
+/// added latency is measured from there).
+pub type Shown = (Arc<Picture>, std::time::Instant);
 
 /// What the mixer reads from an input.
 #[derive(Default)]
 pub struct InputState {
-    /// The latest decoded picture; kept when the input stalls.
-    pub picture: Option<Arc<Picture>>,
-    /// When the frame of `picture` reached this input, and whether the
-    /// mix has shown it yet: the mix's added latency is measured from here.
-    pub picture_at: Option<(std::time::Instant, bool)>,
-    /// Decoded audio not mixed yet, interleaved stereo at 48 kHz.
-    pub pcm: VecDeque<f32>,
-    /// Audio is being taken (enough was buffered once).
-    pub audio_started: bool,
+    /// Its decoded sound and pictures, kept together on its timestamps.
+    pub sync: AvSync<Shown>,
+    /// It carries video (a picture is worth waiting for).
+    pub video: bool,
     /// Its sound level in the mix; `None` is 1.
     pub gain: Option<f32>,
     pub live: bool,
@@ -74,16 +74,14 @@ pub async fn run(hub: Hub, key: StreamKey, state: SharedInput) {
                     let out = super::heavy(|| decoder.push(&frame));
                     let mut st = state.lock();
                     st.frames_in += 1;
+                    if frame.kind.is_video() {
+                        st.video = true;
+                    }
                     match out {
-                        Ok(Decoded::Picture(p)) => {
-                            st.picture = Some(Arc::new(p));
-                            st.picture_at = Some((arrived, false));
+                        Ok(Decoded::Picture(p, pts)) => {
+                            st.sync.push_picture(pts, (Arc::new(p), arrived));
                         }
-                        Ok(Decoded::Pcm) => {
-                            st.pcm.extend(decoder.pcm.iter().copied());
-                            let over = st.pcm.len().saturating_sub(MAX_PCM);
-                            st.pcm.drain(..over);
-                        }
+                        Ok(Decoded::Pcm) => st.sync.push_audio(frame.pts, &decoder.pcm),
                         Ok(Decoded::Nothing) => {}
                         Err(()) => st.decode_errors += 1,
                     }
@@ -102,7 +100,8 @@ pub async fn run(hub: Hub, key: StreamKey, state: SharedInput) {
 }
 
 enum Decoded {
-    Picture(Picture),
+    /// A picture and its pts.
+    Picture(Picture, i64),
     /// New samples in `InputDecoder::pcm`.
     Pcm,
     Nothing,
@@ -116,6 +115,9 @@ struct InputDecoder {
     annexb: bytes::BytesMut,
     /// The last audio frame's samples (reused).
     pcm: Vec<f32>,
+    /// The pts of the pictures fed to the decoder and not out yet, in
+    /// presentation order (the order the decoder gives them out).
+    pending: VecDeque<i64>,
 }
 
 impl InputDecoder {
@@ -132,6 +134,7 @@ impl InputDecoder {
                     .map_err(drop)?;
                     let _ = d.decode(&sets);
                     self.video = Some(d);
+                    self.pending.clear();
                     self.param_sets = sets;
                 }
                 Ok(Decoded::Nothing)
@@ -142,16 +145,28 @@ impl InputDecoder {
                 };
                 self.annexb.clear();
                 avc::avcc_to_annexb(&frame.data, &mut self.annexb);
+                let at = self.pending.partition_point(|p| *p <= frame.pts);
+                self.pending.insert(at, frame.pts);
+                if self.pending.len() > MAX_PENDING {
+                    self.pending.pop_front();
+                }
                 match d.decode(&self.annexb) {
                     Ok(Some(yuv)) => {
                         let (w, h) = yuv.dimensions();
                         let (ys, us, vs) = yuv.strides();
+                        let pts = self.pending.pop_front().unwrap_or(frame.pts);
                         Picture::from_planes(w, h, (yuv.y(), yuv.u(), yuv.v()), (ys, us, vs))
-                            .map(Decoded::Picture)
+                            .map(|p| Decoded::Picture(p, pts))
                             .ok_or(())
                     }
                     Ok(None) => Ok(Decoded::Nothing),
-                    Err(_) => Err(()),
+                    Err(_) => {
+                        // No picture will come out for it.
+                        if let Some(i) = self.pending.iter().position(|p| *p == frame.pts) {
+                            self.pending.remove(i);
+                        }
+                        Err(())
+                    }
                 }
             }
             (FrameKind::AudioConfig, Codec::Aac) => {

@@ -6,6 +6,7 @@ mod engine;
 mod input;
 mod layout;
 mod push;
+mod sync;
 mod task;
 
 use crate::bridge::heavy;
@@ -351,7 +352,9 @@ fn describe(id: &str, m: &Mix) -> Value {
                 "live": s.live,
                 "frames_in": s.frames_in,
                 "decode_errors": s.decode_errors,
-                "has_picture": s.picture.is_some(),
+                "has_picture": s.sync.has_picture(),
+                // How late its picture is against its sound in the mix (ms).
+                "av_offset_ms": s.sync.av_offset_ms().map(|o| o.round()),
             })
         }).collect::<Vec<_>>(),
         "push": m.pushes.iter().map(|p| p.lock().clone()).collect::<Vec<_>>(),

@@ -1,5 +1,6 @@
 //! The mixing loop: on its own clock, every 20 ms it mixes the inputs'
-//! audio, and at the frame rate it composites their latest pictures; both
+//! audio, and at the frame rate it composites each input's picture of the
+//! instant of the sound just mixed (`sync.rs`); both
 //! are encoded and published as one hub stream. A late or frozen input
 //! never holds it up: its last picture is reused and its audio is silence.
 
@@ -18,9 +19,14 @@ use crate::bridge::video::Output;
 
 /// Audio block: 20 ms of 48 kHz stereo.
 const BLOCK: usize = 960 * 2;
-/// An input's audio joins the mix once this much is buffered (its jitter
-/// buffer): 60 ms.
-const JITTER: usize = 3 * BLOCK;
+/// The output's clock starts here rather than at 0: the sound encoders
+/// stamp their first packets earlier by their own delay (AAC priming, Opus
+/// lookahead), and those stamps must stay as they are (not clamped to 0)
+/// for the sound to keep its place against the pictures.
+const OUT_BASE_MS: i64 = 100;
+/// The first composite waits (at most this long) for every input to have
+/// a picture, rather than showing the background first.
+const FIRST_PICTURE_WAIT: Duration = Duration::from_millis(1500);
 
 #[derive(Clone)]
 pub struct MixParams {
@@ -125,6 +131,7 @@ pub fn run(
         }
     };
     let _ = publisher.push(sound.config());
+    wait_for_pictures(&inputs, &stop);
     let start = Instant::now();
     let frame_ms = 1000.0 / f64::from(params.fps.max(1.0));
     let (mut blocks, mut pictures) = (0u64, 0u64);
@@ -140,27 +147,17 @@ pub fn run(
         let now_ms = start.elapsed().as_secs_f64() * 1000.0;
         // Audio: every block that is due.
         while (blocks as f64) * 20.0 <= now_ms {
+            let block_ms = blocks as f64 * 20.0;
             for (input, buf) in inputs.iter().zip(taken.iter_mut()) {
                 buf.clear();
-                let mut st = input.lock();
-                if !st.audio_started && st.pcm.len() >= JITTER {
-                    st.audio_started = true;
-                }
-                if st.audio_started {
-                    let n = st.pcm.len().min(BLOCK);
-                    buf.extend(st.pcm.drain(..n));
-                    if n < BLOCK {
-                        // Ran dry: wait for the jitter buffer again.
-                        st.audio_started = false;
-                    }
-                }
+                input.lock().sync.take_audio(block_ms, BLOCK, buf);
             }
             let ins: Vec<(&[f32], f32)> = taken
                 .iter()
                 .zip(&gains)
                 .map(|(b, g)| (b.as_slice(), *g))
                 .collect();
-            let pts = (blocks * 20) as i64;
+            let pts = OUT_BASE_MS + (blocks * 20) as i64;
             if sound.push(mixer.mix(BLOCK, &ins), pts).is_ok() {
                 while let Some(f) = sound.pop() {
                     if publisher.push(f).is_err() {
@@ -173,23 +170,24 @@ pub fn run(
         }
         // Video: the next picture, if due.
         if (pictures as f64) * frame_ms <= now_ms {
+            let picture_ms = pictures as f64 * frame_ms;
             // New pictures in this composite: their arrival times.
             let mut fresh: Vec<Instant> = Vec::new();
+            // Each input's picture at the time of the sound just mixed.
             let latest: Vec<Option<Arc<Picture>>> = inputs
                 .iter()
                 .map(|i| {
-                    let mut st = i.lock();
-                    if let Some((at, shown @ false)) = st.picture_at.as_mut() {
-                        *shown = true;
-                        fresh.push(*at);
+                    let ((picture, at), new) = i.lock().sync.picture(picture_ms, frame_ms / 2.0)?;
+                    if new {
+                        fresh.push(at);
                     }
-                    st.picture.clone()
+                    Some(picture)
                 })
                 .collect();
             let refs: Vec<Option<&Picture>> = latest.iter().map(|p| p.as_deref()).collect();
             let layout = layout.lock().clone();
             let canvas = compositor.compose(&layout, &refs);
-            let pts = (pictures as f64 * frame_ms) as i64;
+            let pts = OUT_BASE_MS + picture_ms as i64;
             if let Err(e) = video.encode(&Yuv(canvas), pts, params.fps) {
                 tracing::debug!("mixer: encode: {e}");
             }
@@ -227,6 +225,26 @@ pub fn run(
         }
     }
     publisher.end();
+}
+
+/// Holds the first composite until every input has a picture (an input
+/// without video once it has shown some frames), at most
+/// [`FIRST_PICTURE_WAIT`]: a mix taking a stream over starts with its
+/// inputs' pictures rather than the plain background.
+fn wait_for_pictures(inputs: &Mutex<Vec<SharedInput>>, stop: &std::sync::atomic::AtomicBool) {
+    let deadline = Instant::now() + FIRST_PICTURE_WAIT;
+    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+        let inputs: Vec<SharedInput> = inputs.lock().clone();
+        let ready = !inputs.is_empty()
+            && inputs.iter().all(|i| {
+                let st = i.lock();
+                st.sync.has_picture() || (!st.video && st.frames_in >= 20)
+            });
+        if ready {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// The output stream was ended under the mix (kicked): the loop stops.

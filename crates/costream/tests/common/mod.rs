@@ -14,6 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
+pub mod avsync;
+
 pub async fn start_server(tweak: impl FnOnce(&mut Config)) -> Server {
     let mut config = Config::default();
     config.rtmp.listen = "127.0.0.1:0".parse().unwrap();
