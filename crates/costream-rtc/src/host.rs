@@ -18,6 +18,7 @@ use crate::config::{RtcHostConfig, MAX_OFFER_LEN};
 use crate::demux::{self, Datagram};
 use crate::error::RtcError;
 use crate::event::{CloseReason, HostCounters, HostOutput, SessionEvent, SessionStats};
+use crate::offer_lines::{OfferLine, OfferLines};
 use crate::sdp;
 use crate::session::{Session, MAX_ADDRS_PER_SESSION};
 use crate::stun_server;
@@ -146,17 +147,21 @@ impl RtcHost {
         Ok(id)
     }
 
-    /// Adds send-only tracks (kind and stream label each) to a session
-    /// from [`RtcHost::create_offerer`] and makes the `remove` mids
-    /// inactive; returns the offer and the new tracks' mids. One offer at a
-    /// time: the answer must be accepted before the next.
+    /// Adds publications (a label each, the publisher's identity) to a
+    /// session from [`RtcHost::create_offerer`], each as an audio and a video
+    /// send-only m-line, and makes the `remove` mids inactive; returns the
+    /// offer and the new publications' `(audio mid, video mid)`. The
+    /// session's [`OfferLines`](crate::offer_lines::OfferLines) gives every
+    /// publication msids never used before in it, so any sequence of
+    /// publish/unpublish makes offers browsers accept. One offer at a time:
+    /// the answer must be accepted before the next.
     pub fn renegotiate(
         &mut self,
         session: SessionId,
-        add: &[(MediaKind, String)],
+        add: &[String],
         remove: &[String],
         now: Instant,
-    ) -> Result<(String, Vec<String>), RtcError> {
+    ) -> Result<(String, Vec<(String, String)>), RtcError> {
         let s = self
             .sessions
             .get_mut(&session)
@@ -166,35 +171,45 @@ impl RtcHost {
                 "the previous offer has not been answered".into(),
             ));
         }
+        let lines = &mut s.offer_lines;
         let mut api = s.rtc.sdp_api();
-        let mut mids = Vec::with_capacity(add.len());
-        for (kind, label) in add {
-            let kind = match kind {
-                MediaKind::Audio => str0m::media::MediaKind::Audio,
-                MediaKind::Video => str0m::media::MediaKind::Video,
+        let mut added = Vec::with_capacity(add.len());
+        for label in add {
+            let stream_id = lines.new_stream_id(label);
+            let mut mid_of = |kind: str0m::media::MediaKind| {
+                let mid = api.add_media(
+                    kind,
+                    str0m::media::Direction::SendOnly,
+                    Some(stream_id.clone()),
+                    Some(OfferLines::track_id(&stream_id, kind)),
+                    None,
+                );
+                lines.added(mid, kind, stream_id.clone());
+                mid.to_string()
             };
-            let track = format!("{label}-{}", if kind.is_audio() { "a" } else { "v" });
-            let mid = api.add_media(
-                kind,
-                str0m::media::Direction::SendOnly,
-                Some(label.clone()),
-                Some(track),
-                None,
-            );
-            mids.push(mid.to_string());
+            let audio = mid_of(str0m::media::MediaKind::Audio);
+            let video = mid_of(str0m::media::MediaKind::Video);
+            added.push((audio, video));
         }
         for mid in remove {
-            api.set_direction(
-                str0m::media::Mid::from(mid.as_str()),
-                str0m::media::Direction::Inactive,
-            );
+            if lines.retire(mid) {
+                api.set_direction(
+                    str0m::media::Mid::from(mid.as_str()),
+                    str0m::media::Direction::Inactive,
+                );
+            }
         }
         let (offer, pending) = api
             .apply()
             .ok_or_else(|| RtcError::Negotiation("nothing to negotiate".into()))?;
         s.pending_offer = Some(pending);
         self.after_mutation(session, now);
-        Ok((offer.to_sdp_string(), mids))
+        Ok((offer.to_sdp_string(), added))
+    }
+
+    /// The m-lines a session from [`RtcHost::create_offerer`] has offered.
+    pub fn offer_lines(&self, session: SessionId) -> Option<&[OfferLine]> {
+        Some(self.sessions.get(&session)?.offer_lines.lines())
     }
 
     /// Applies the client's answer to the last offer of [`RtcHost::renegotiate`].

@@ -62,6 +62,7 @@ mod demux;
 pub mod error;
 pub mod event;
 mod host;
+pub mod offer_lines;
 mod sdp;
 mod session;
 pub mod stun_server;

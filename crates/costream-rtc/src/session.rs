@@ -14,6 +14,7 @@ use crate::event::{
     CloseReason, HostOutput, KeyframeRequestKind, MediaFrame, SenderClock, SessionEvent,
     SessionStats,
 };
+use crate::offer_lines::OfferLines;
 use crate::sdp::Tracks;
 use crate::types::{Codec, Direction, SessionId, Transport};
 
@@ -45,6 +46,8 @@ pub(crate) struct Session {
     last_peer_stats: Option<PeerStats>,
     /// Sessions this side offers: the offer waiting for its answer.
     pub pending_offer: Option<str0m::change::SdpPendingOffer>,
+    /// Sessions this side offers: their m-lines.
+    pub offer_lines: OfferLines,
 }
 
 impl Session {
@@ -61,6 +64,7 @@ impl Session {
             disconnected_since: None,
             stats: SessionStats::default(),
             pending_offer: None,
+            offer_lines: OfferLines::default(),
             last_peer_stats: None,
         }
     }

@@ -62,6 +62,10 @@
  *   track: {identity, stream, pc}, once per subscription, when its answer is applied
  *          (stream holds the receivers' audio and video tracks).
  *   subscription_closed: {identity, reason} ('unpublished', 'left', 'unsubscribed', 'failed', ...).
+ *   subscriber_reset: {session, reason, identities}: the subscriber connection could not be
+ *          used (an offer failed to apply, or ICE failed); it is closed and the server offers
+ *          a new one, after which each subscription gets a new `track` event.
+ *   mix: {mix: null, reason}: the room's mix stopped by itself ('host_left').
  *   reconnecting: {}; reconnected: {resumed}; closed: {code, reason}.
  *   message: every server message, before it is handled.
  */
@@ -179,9 +183,21 @@ export class Room {
     return this._open(false);
   }
 
-  _wsUrl() {
+  _wsUrl(resuming) {
     const url = new URL(this.options.url, globalThis.location ? globalThis.location.href : undefined);
     url.searchParams.set('access_token', this.options.token);
+    // A reconnect names the sessions this page still holds, which the server
+    // keeps; whatever else the previous connection had ends at once.
+    if (resuming) {
+      const live = (pc) => pc && !['failed', 'closed'].includes(pc.connectionState);
+      const held = [];
+      if (this.publication && this.publication.session != null && live(this.publication.pc)) held.push(this.publication.session);
+      if (this._subSession != null && live(this._subPc)) held.push(this._subSession);
+      for (const sub of this.subscriptions.values()) {
+        if (!sub.shared && sub.session != null && live(sub.pc)) held.push(sub.session);
+      }
+      if (held.length) url.searchParams.set('sessions', held.join(','));
+    }
     // The server subscribes this page to every publication on its subscriber
     // connection unless told not to.
     if (!this._serverSubscribes()) url.searchParams.set('auto_subscribe', 'false');
@@ -204,7 +220,7 @@ export class Room {
         reject(err);
       };
       try {
-        ws = new WebSocket(this._wsUrl());
+        ws = new WebSocket(this._wsUrl(resuming));
       } catch (e) {
         if (!resuming) this.state = 'closed';
         reject(new RoomError(e.message, 'bad_url'));
@@ -370,6 +386,15 @@ export class Room {
         for (const identity of [...this.subscriptions.keys()]) {
           if (!this._publishes(identity)) this._closeSubscription(identity, 'unpublished');
         }
+        // A resume keeps only the sessions the server still has: a
+        // publication it ended is published again.
+        if (msg.resumed && this.publication && this.publication.session != null && !(msg.you.tracks || []).length) {
+          this._closePublication();
+          if (this._lastStream) {
+            const stream = this._lastStream;
+            queueMicrotask(() => this.publish(stream).catch((e) => this._emitError(e, 'publish')));
+          }
+        }
         this._emit('joined', msg);
         for (const p of this.participants.values()) this._autoSubscribe(p.identity);
         return;
@@ -439,7 +464,10 @@ export class Room {
       }
       case 'offer':
         // The subscriber connection's (re)negotiation, in order.
-        this._offers = this._offers.then(() => this._applyOffer(msg)).catch((e) => this._emitError(e, 'answer'));
+        this._offers = this._offers.then(() => this._applyOffer(msg)).catch((e) => {
+          this._emitError(e, 'answer');
+          this._resetSubscriber(msg.session, `the offer could not be applied: ${e.message || e}`);
+        });
         return;
       case 'video_paused':
         // The bandwidth budget paused or resumed this subscription's video.
@@ -455,7 +483,10 @@ export class Room {
           this._pending.delete(String(msg.id));
           clearTimeout(p.timer);
           p.resolve(msg);
+          return;
         }
+        // The room's mix changed by itself (stopped when the last host left).
+        if (msg.type === 'mix') break;
         return;
       }
     }
@@ -675,13 +706,7 @@ export class Room {
     });
     pc.addEventListener('connectionstatechange', () => {
       if (pc.connectionState !== 'failed' || this._subPc !== pc) return;
-      // Start over: the server drops its side when ICE times out.
-      const identities = [...this.subscriptions.values()].filter((s) => s.shared).map((s) => s.identity);
-      for (const identity of identities) this._closeSubscription(identity, 'failed');
-      this._closeSubPc();
-      setTimeout(() => {
-        if (this.state === 'connected') for (const identity of identities) this._autoSubscribe(identity);
-      }, 1000);
+      this._resetSubscriber(this._subSession, 'the subscriber connection failed (ICE)');
     });
     return pc;
   }
@@ -694,6 +719,25 @@ export class Room {
     if (pc) {
       try { pc.close(); } catch (e) { /* ignore */ }
     }
+  }
+
+  /** The subscriber connection is unusable (an offer failed to apply, or
+   *  ICE failed): it is closed, never reused, and the server is asked for a
+   *  new one, whose offer carries every subscription again (each gets a new
+   *  `track` event). The app sees `subscriber_reset`. */
+  _resetSubscriber(session, reason) {
+    if (session != null && this._subSession != null && String(session) !== String(this._subSession)) return; // an older one
+    const identities = [];
+    for (const sub of this.subscriptions.values()) {
+      if (!sub.shared) continue;
+      identities.push(sub.identity);
+      for (const t of sub.stream.getTracks()) sub.stream.removeTrack(t);
+      sub.mids = [];
+    }
+    this._closeSubPc();
+    this._offers = Promise.resolve(); // offers of the closed connection are moot
+    this._emit('subscriber_reset', { session: session == null ? null : String(session), reason, identities });
+    if (session != null) this._send({ type: 'subscriber_failed', session: String(session), reason });
   }
 
   /** Asks for a publication on the subscriber connection; resolves when an
@@ -727,6 +771,17 @@ export class Room {
   /** Applies one server offer and answers it; subscriptions whose tracks it
    *  adds are ready. */
   async _applyOffer(msg) {
+    if (this._subPc && this._subSession != null && String(msg.session) !== String(this._subSession)) {
+      // The server closed the connection it offered before (ICE timed out,
+      // or this participant rejoined) and offers a new one: its m-lines
+      // start afresh, so the old peer connection is never reused.
+      for (const sub of this.subscriptions.values()) {
+        if (!sub.shared) continue;
+        for (const t of sub.stream.getTracks()) sub.stream.removeTrack(t);
+        sub.mids = [];
+      }
+      this._closeSubPc();
+    }
     const pc = this._ensureSubPc();
     this._subSession = msg.session;
     for (const t of msg.tracks || []) this._midOwner.set(t.mid, t.identity);

@@ -8,6 +8,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
+/// The default of `auth.leeway`: how long after its expiry a token is still
+/// taken, for the clocks of the minting backend and this server being a
+/// little apart (jsonwebtoken's own default, a minute, is far too long).
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(5);
+
 /// An API key and its secret (config `[[auth.api_keys]]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,9 +112,15 @@ pub fn sign(key: &ApiKey, claims: &Claims) -> Result<String, TokenError> {
         .map_err(|e| TokenError::Malformed(e.to_string()))
 }
 
-/// Checks a token against the server's keys and the room it is used for.
-pub fn verify(keys: &[ApiKey], token: &str, room: &str) -> Result<Claims, TokenError> {
-    let claims = verify_token(keys, token)?;
+/// Checks a token against the server's keys and the room it is used for;
+/// `leeway` is `auth.leeway`.
+pub fn verify(
+    keys: &[ApiKey],
+    token: &str,
+    room: &str,
+    leeway: Duration,
+) -> Result<Claims, TokenError> {
+    let claims = verify_token(keys, token, leeway)?;
     if claims.room != room {
         return Err(TokenError::WrongRoom {
             token: claims.room,
@@ -119,8 +130,9 @@ pub fn verify(keys: &[ApiKey], token: &str, room: &str) -> Result<Claims, TokenE
     Ok(claims)
 }
 
-/// Checks a token's signature and expiry; the room is the token's.
-pub fn verify_token(keys: &[ApiKey], token: &str) -> Result<Claims, TokenError> {
+/// Checks a token's signature and expiry (taken up to `leeway`, whole
+/// seconds, after it); the room is the token's.
+pub fn verify_token(keys: &[ApiKey], token: &str, leeway: Duration) -> Result<Claims, TokenError> {
     let header = decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
     if header.alg != Algorithm::HS256 {
         return Err(TokenError::Malformed(format!("algorithm {:?}", header.alg)));
@@ -133,7 +145,7 @@ pub fn verify_token(keys: &[ApiKey], token: &str) -> Result<Claims, TokenError> 
         .find(|k| k.key == issuer)
         .ok_or_else(|| TokenError::UnknownKey(issuer.clone()))?;
     let mut validation = jsonwebtoken::Validation::new(Algorithm::HS256);
-    validation.leeway = 5;
+    validation.leeway = leeway.as_secs();
     validation.set_required_spec_claims(&["exp", "sub", "iss"]);
     let secret = DecodingKey::from_secret(key.secret.as_bytes())
         .map_err(|e| TokenError::Malformed(format!("API secret: {e}")))?;
@@ -218,12 +230,12 @@ mod tests {
             hour,
         )
         .unwrap();
-        let claims = verify(&keys, &host, "r1").unwrap();
+        let claims = verify(&keys, &host, "r1", DEFAULT_LEEWAY).unwrap();
         assert_eq!((claims.sub.as_str(), claims.role), ("alice", Role::Host));
         assert!(claims.require_admin().is_ok() && claims.require_publish().is_ok());
 
         let audience = mint(&keys[0], "r1", "bob", Role::Audience, None, hour).unwrap();
-        let claims = verify(&keys, &audience, "r1").unwrap();
+        let claims = verify(&keys, &audience, "r1", DEFAULT_LEEWAY).unwrap();
         assert_eq!(
             claims.require_publish(),
             Err(TokenError::NotGranted("publish"))
@@ -231,7 +243,7 @@ mod tests {
         assert_eq!(claims.require_admin(), Err(TokenError::NotGranted("admin")));
 
         assert!(matches!(
-            verify(&keys, &host, "r2"),
+            verify(&keys, &host, "r2", DEFAULT_LEEWAY),
             Err(TokenError::WrongRoom { .. })
         ));
         let forged = mint(
@@ -244,25 +256,72 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            verify(&keys, &forged, "r1"),
+            verify(&keys, &forged, "r1", DEFAULT_LEEWAY),
             Err(TokenError::BadSignature("dev".into()))
         );
         let stranger = mint(&key("other", "x"), "r1", "eve", Role::Host, None, hour).unwrap();
         assert_eq!(
-            verify(&keys, &stranger, "r1"),
+            verify(&keys, &stranger, "r1", DEFAULT_LEEWAY),
             Err(TokenError::UnknownKey("other".into()))
         );
         // Expired (an hour ago; beyond the 5 s leeway).
-        let mut claims = verify(&keys, &host, "r1").unwrap();
+        let mut claims = verify(&keys, &host, "r1", DEFAULT_LEEWAY).unwrap();
         claims.exp = now_secs() - 3600;
         let secret = EncodingKey::from_secret(keys[0].secret.as_bytes()).unwrap();
         let old = encode(&Header::new(Algorithm::HS256), &claims, &secret).unwrap();
-        assert_eq!(verify(&keys, &old, "r1"), Err(TokenError::Expired));
+        assert_eq!(
+            verify(&keys, &old, "r1", DEFAULT_LEEWAY),
+            Err(TokenError::Expired)
+        );
         for junk in ["", "a.b.c", "not a token", "eyJhbGciOiJub25lIn0.e30."] {
             assert!(
-                matches!(verify(&keys, junk, "r1"), Err(TokenError::Malformed(_))),
+                matches!(
+                    verify(&keys, junk, "r1", DEFAULT_LEEWAY),
+                    Err(TokenError::Malformed(_))
+                ),
                 "{junk}"
             );
         }
+    }
+
+    /// A token expired `ago` seconds ago.
+    fn expired(key: &ApiKey, ago: u64) -> String {
+        let mut claims = verify_token(
+            std::slice::from_ref(key),
+            &mint(
+                key,
+                "r1",
+                "alice",
+                Role::Guest,
+                None,
+                Duration::from_secs(60),
+            )
+            .unwrap(),
+            DEFAULT_LEEWAY,
+        )
+        .unwrap();
+        claims.exp = now_secs() - ago;
+        sign(key, &claims).unwrap()
+    }
+
+    #[test]
+    fn the_leeway_takes_a_token_just_expired_and_no_older() {
+        let keys = [key("dev", "s3cret-s3cret-s3cret-s3cret-s3cret")];
+        // 3 s late joins with the default leeway (5 s), 10 s late does not.
+        let late = expired(&keys[0], 3);
+        assert_eq!(
+            verify(&keys, &late, "r1", DEFAULT_LEEWAY).map(|c| c.sub),
+            Ok("alice".to_string())
+        );
+        let later = expired(&keys[0], 10);
+        assert_eq!(
+            verify(&keys, &later, "r1", DEFAULT_LEEWAY),
+            Err(TokenError::Expired)
+        );
+        // No leeway: 3 s late is refused.
+        assert_eq!(
+            verify(&keys, &late, "r1", Duration::ZERO),
+            Err(TokenError::Expired)
+        );
     }
 }

@@ -170,15 +170,29 @@ pub struct HubSection {
     pub max_viewer_lag: Duration,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// When set, publishers must present `?token=` signed with this secret
     /// (`costream token publish`).
     pub publish_secret: Option<String>,
+    /// How long after its expiry a room access token is still taken, for
+    /// clocks a little apart (whole seconds; 0: none).
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
     /// Keys that sign room access tokens (`[[auth.api_keys]]`). When none
     /// is set, the server makes a development key at start and prints it.
     pub api_keys: Vec<crate::access::ApiKey>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            publish_secret: None,
+            leeway: crate::access::DEFAULT_LEEWAY,
+            api_keys: Vec::new(),
+        }
+    }
 }
 
 /// Link-mic rooms (see docs/signaling.md).
@@ -201,6 +215,17 @@ pub struct RoomsConfig {
     /// What each participant may receive in total, kbit/s: beyond it the
     /// video of the least important publications is paused. 0: no limit.
     pub subscriber_budget_kbps: u64,
+    /// When the last host leaves for good (left, dropped after the grace,
+    /// kicked or removed), the room's mix that replaces a live stream
+    /// `stop`s (the stream is its publisher's own again) or `keep`s running.
+    pub mix_on_host_leave: MixOnHostLeave,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MixOnHostLeave {
+    Stop,
+    Keep,
 }
 
 impl Default for RoomsConfig {
@@ -212,6 +237,7 @@ impl Default for RoomsConfig {
             reconnect_grace: Duration::from_secs(10),
             webhooks: Vec::new(),
             subscriber_budget_kbps: 2000,
+            mix_on_host_leave: MixOnHostLeave::Stop,
         }
     }
 }
@@ -320,6 +346,10 @@ impl Config {
                 "auth.api_keys: each key needs a name and a secret of at least 16 characters"
             );
         }
+        anyhow::ensure!(
+            self.auth.leeway <= Duration::from_secs(300),
+            "auth.leeway must be at most 5m"
+        );
         for url in &self.rooms.webhooks {
             crate::room::webhooks::check_url(url)?;
         }
@@ -361,5 +391,21 @@ mod tests {
         assert_eq!(partial.hls.segment_duration, Duration::from_secs(4));
         assert_eq!(partial.rtmp.chunk_size, 4096);
         assert!(toml::from_str::<Config>("[rtmp]\nlisten_port = 1").is_err());
+    }
+
+    #[test]
+    fn auth_leeway_and_mix_on_host_leave_are_settings() {
+        let text = Config::default().to_toml();
+        assert!(text.contains("leeway = \"5s\""), "{text}");
+        assert!(text.contains("mix_on_host_leave = \"stop\""), "{text}");
+        let c: Config =
+            toml::from_str("[auth]\nleeway = \"0s\"\n[rooms]\nmix_on_host_leave = \"keep\"")
+                .unwrap();
+        assert_eq!(c.auth.leeway, Duration::ZERO);
+        assert_eq!(c.rooms.mix_on_host_leave, MixOnHostLeave::Keep);
+        assert!(toml::from_str::<Config>("[rooms]\nmix_on_host_leave = \"pause\"").is_err());
+        let mut c = Config::default();
+        c.auth.leeway = Duration::from_secs(3600);
+        assert!(c.validate().is_err());
     }
 }

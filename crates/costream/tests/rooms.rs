@@ -142,11 +142,26 @@ async fn token_errors_each_give_their_reason() {
     assert_eq!(code, ErrorCode::Unauthorized);
     assert!(why.contains("signature"), "{why}");
 
-    let mut claims: Claims =
-        costream::access::verify_token(&[key()], &token("r1", "old", Role::Host)).unwrap();
+    let mut claims: Claims = costream::access::verify_token(
+        &[key()],
+        &token("r1", "old", Role::Host),
+        costream::access::DEFAULT_LEEWAY,
+    )
+    .unwrap();
     claims.exp = costream::access::now_secs() - 3600;
     let expired = sign(&key(), &claims).unwrap();
     let (code, why) = refused(RoomClient::join(&ws_url(&server, &expired)).await);
+    assert_eq!(code, ErrorCode::Unauthorized);
+    assert!(why.contains("expired"), "{why}");
+    // Within `auth.leeway` (5 s) of its expiry a token still joins; not after.
+    claims.exp = costream::access::now_secs() - 3;
+    let (late, _) = RoomClient::join(&ws_url(&server, &sign(&key(), &claims).unwrap()))
+        .await
+        .unwrap_or_else(|e| panic!("3 s past its expiry: {e}"));
+    late.leave().await.unwrap();
+    claims.exp = costream::access::now_secs() - 10;
+    let (code, why) =
+        refused(RoomClient::join(&ws_url(&server, &sign(&key(), &claims).unwrap())).await);
     assert_eq!(code, ErrorCode::Unauthorized);
     assert!(why.contains("expired"), "{why}");
 
@@ -463,7 +478,11 @@ async fn dropped_participants_leave_and_returning_ones_resume() {
         unreachable!()
     };
     assert!(resumed);
-    assert_eq!(you.tracks.len(), 2, "carol's tracks are kept: {you:?}");
+    assert_eq!(you.role, Role::Guest, "carol keeps her place: {you:?}");
+    assert!(
+        you.tracks.is_empty(),
+        "her old connection's publication ended: {you:?}"
+    );
     assert!(participants
         .iter()
         .any(|p| p.identity == "bob" && !p.connected));
@@ -492,7 +511,7 @@ async fn dropped_participants_leave_and_returning_ones_resume() {
         "before the grace period: {after:?}"
     );
     eprintln!("dropped participant announced as left after {after:?}");
-    // bob's publication ended with him; carol's did not.
+    // bob's publication ended with him; carol's with her old connection.
     alice
         .wait_for(
             WAIT,
@@ -507,11 +526,16 @@ async fn dropped_participants_leave_and_returning_ones_resume() {
         .log
         .iter()
         .any(|m| matches!(m, ServerMessage::TrackUnpublished { identity } if identity == "bob")));
-    assert!(!alice
+    assert!(alice
         .log
         .iter()
         .any(|m| matches!(m, ServerMessage::TrackUnpublished { identity } if identity == "carol")));
-    // carol's publication is still live: alice can subscribe to it.
+    // carol publishes again from her new connection: alice can subscribe.
+    let (answer, _carol_peer) = publish_live(&mut carol).await;
+    assert!(
+        matches!(answer, ServerMessage::PublishAnswer { .. }),
+        "{answer:?}"
+    );
     let (_peer, sdp) = offer(Direction::RecvOnly);
     let answer = alice
         .request(ClientMessage::Subscribe {
@@ -1052,14 +1076,19 @@ impl Answerer {
         let ServerMessage::Offer { sdp, tracks, .. } = m else {
             unreachable!()
         };
+        self.answer(client, sdp).await;
+        tracks
+    }
+
+    /// Answers `offer` (which the client got) on the client's behalf.
+    async fn answer(&self, client: &mut RoomClient, offer: String) {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.offers.send((sdp, tx)).await.unwrap();
+        self.offers.send((offer, tx)).await.unwrap();
         let answer = rx.await.unwrap();
         client
             .send(ClientMessage::Answer { sdp: answer })
             .await
             .unwrap();
-        tracks
     }
 
     fn frames(&self, mid: &str) -> u64 {
@@ -1348,6 +1377,21 @@ async fn a_room_mix_follows_its_publications() {
     until(&server, &ops, &id, &["room.f/host"]).await;
 }
 
+/// The picture width of the live stream `key`, as the hub has it.
+fn stream_width(server: &Server, key: &str) -> Option<u32> {
+    let key = costream_hub::StreamKey::parse(key).ok()?;
+    server.hub().stream(&key)?.info().video.map(|v| v.width)
+}
+
+/// Polls `ok` until it holds; fails after `limit`.
+async fn poll_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The link-mic switch driven by the host: it is live on `live/host1`
 /// over RTMP; its `mix` action with `replace` makes that stream the mix of
 /// the host and the room's guests while a guest publishes, and the host's
@@ -1357,21 +1401,7 @@ async fn a_host_mix_switches_its_live_stream_while_guests_publish() {
     let server = server(|_| {}).await;
     let _push = ffmpeg_push(&rtmp_url(&server, "live/host1"), &[]);
     wait_for_stream(&server, "live/host1").await;
-    let live = costream_hub::StreamKey::parse("live/host1").unwrap();
-    let width = || {
-        server
-            .hub()
-            .stream(&live)
-            .and_then(|s| s.info().video)
-            .map(|v| v.width)
-    };
-    async fn until(what: &str, mut ok: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !ok() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    let width = || stream_width(&server, "live/host1");
     let spec = |v: serde_json::Value| ClientMessage::Mix {
         spec: v.as_object().unwrap().clone(),
     };
@@ -1417,7 +1447,10 @@ async fn a_host_mix_switches_its_live_stream_while_guests_publish() {
     // A guest publishes: the stream becomes the mix.
     let mut guest = join(&server, "h", "guest", Role::Guest).await;
     let (_, _guest_peer) = publish_live(&mut guest).await;
-    until("the mix to take live/host1 over", || width() == Some(480)).await;
+    poll_until("the mix to take live/host1 over", WAIT * 2, || {
+        width() == Some(480)
+    })
+    .await;
     let m = show(id.clone()).await;
     assert_eq!(m["mixing"], true, "{m}");
     let inputs: Vec<&str> = m["inputs"]
@@ -1440,7 +1473,10 @@ async fn a_host_mix_switches_its_live_stream_while_guests_publish() {
 
     // The last guest stops: back to the host's own picture.
     guest.send(ClientMessage::Unpublish).await.unwrap();
-    until("live/host1 to be given back", || width() == Some(640)).await;
+    poll_until("live/host1 to be given back", WAIT * 2, || {
+        width() == Some(640)
+    })
+    .await;
     assert_eq!(show(id.clone()).await["mixing"], false);
     let answer = host.request(ClientMessage::MixStop).await.unwrap();
     assert!(
@@ -1450,7 +1486,7 @@ async fn a_host_mix_switches_its_live_stream_while_guests_publish() {
     let (_, list) = admin(&server, "GET", "/api/v1/mixes", Some(&ops), "").await;
     assert_eq!(list["mixes"], serde_json::json!([]));
     assert!(
-        server.hub().stream(&live).is_some(),
+        stream_width(&server, "live/host1").is_some(),
         "the host is still live"
     );
 }
@@ -1472,4 +1508,323 @@ async fn paused_videos(viewer: &mut RoomClient, n: usize) -> Vec<String> {
     }
     paused.sort();
     paused
+}
+
+/// A guest comes back on a new connection (a reloaded page) within the
+/// grace: what its old connection published ends at once (the others are
+/// told, its hub stream ends, their subscriber connections drop it), well
+/// before the grace would have; it keeps its place, and its new connection
+/// publishes and is seen. First with the old socket dropped without a
+/// close, then with it still open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_who_rejoins_ends_its_old_publication_at_once() {
+    let server = server(|_| {}).await; // the default grace, 10 s
+    let guest_feed = costream_hub::StreamKey::parse("room.g/guest").unwrap();
+    let feed_live = || server.hub().stream(&guest_feed).is_some();
+    let mut host = join(&server, "g", "host", Role::Host).await;
+    let peer = Answerer::start();
+    let mut guest = join(&server, "g", "guest", Role::Guest).await;
+    let mut media = publish_media(&mut guest, 300_000).await;
+
+    /// The host sees the guest's publication: subscribed on its subscriber
+    /// connection, the guest's video frames arrive.
+    async fn seen(host: &mut RoomClient, peer: &Answerer) {
+        host.wait_for(
+            WAIT,
+            |m| matches!(m, ServerMessage::TrackPublished { identity, .. } if identity == "guest"),
+        )
+        .await
+        .unwrap();
+        host.send(ClientMessage::Subscribe {
+            identity: "guest".into(),
+            sdp: None,
+        })
+        .await
+        .unwrap();
+        let tracks = peer.answer_next(host).await;
+        let mid = video_mid(&tracks, "guest");
+        let deadline = Instant::now() + WAIT;
+        while peer.frames(&mid) < 10 {
+            assert!(
+                Instant::now() < deadline,
+                "frames: {:?}",
+                peer.frames.lock()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    seen(&mut host, &peer).await;
+
+    for still_open in [false, true] {
+        let rejoined_at = Instant::now();
+        let url = ws_url(&server, &token("g", "guest", Role::Guest));
+        let (new, joined, old) = if still_open {
+            let (new, joined) = RoomClient::join(&url).await.unwrap();
+            (new, joined, Some(guest))
+        } else {
+            guest.drop_connection();
+            let (new, joined) = RoomClient::join(&url).await.unwrap();
+            (new, joined, None)
+        };
+        let ServerMessage::Joined { resumed, you, .. } = joined else {
+            panic!("{joined:?}")
+        };
+        assert!(resumed, "still_open {still_open}");
+        assert_eq!(you.role, Role::Guest);
+        assert!(you.tracks.is_empty(), "{you:?}");
+        // Told, and the feed gone, within 2 s (the grace is 10 s).
+        host.wait_for(
+            Duration::from_secs(2),
+            |m| matches!(m, ServerMessage::TrackUnpublished { identity } if identity == "guest"),
+        )
+        .await
+        .unwrap();
+        let deadline = rejoined_at + Duration::from_secs(2);
+        while feed_live() {
+            assert!(
+                Instant::now() < deadline,
+                "room.g/guest still live {:?} after the rejoin",
+                rejoined_at.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        eprintln!(
+            "rejoin (old socket {}): old publication gone after {:?}",
+            if still_open { "open" } else { "dropped" },
+            rejoined_at.elapsed()
+        );
+        // The host's subscriber connection drops its m-lines.
+        let tracks = peer.answer_next(&mut host).await;
+        assert!(tracks.is_empty(), "{tracks:?}");
+        assert!(!host.log.iter().any(
+            |m| matches!(m, ServerMessage::ParticipantLeft { identity, .. } if identity == "guest")
+        ));
+        if let Some(mut old) = old {
+            assert_eq!(old.wait_closed(WAIT).await, Some(4409), "{:?}", old.log);
+        }
+        // The new page publishes and is seen.
+        guest = new;
+        drop(media);
+        media = publish_media(&mut guest, 300_000).await;
+        seen(&mut host, &peer).await;
+    }
+    drop(media);
+}
+
+/// The host of a room whose mix replaces her live stream drops, and is
+/// removed after the grace: with `rooms.mix_on_host_leave = "stop"` (the
+/// default) the mix stops, her stream is her own again, the room is told
+/// and the webhook `mix_stopped` goes out; with `"keep"` the mix goes on.
+async fn the_last_host_leaving(keep: bool) {
+    use costream::config::MixOnHostLeave;
+    let (hook, mut events) = webhook_receiver().await;
+    let server = server(|c| {
+        c.rooms.reconnect_grace = Duration::from_secs(1);
+        c.rooms.webhooks = vec![format!("http://{hook}/hooks")];
+        if keep {
+            c.rooms.mix_on_host_leave = MixOnHostLeave::Keep;
+        }
+    })
+    .await;
+    let _push = ffmpeg_push(&rtmp_url(&server, "live/host1"), &[]);
+    wait_for_stream(&server, "live/host1").await;
+    let width = || stream_width(&server, "live/host1");
+    let ops = token("*", "ops", Role::Host);
+    let mixes = || {
+        let (server, ops) = (&server, &ops);
+        async move {
+            admin(server, "GET", "/api/v1/mixes", Some(ops), "").await.1["mixes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        }
+    };
+    let mut host = join(&server, "hl", "host", Role::Host).await;
+    let mut guest = join(&server, "hl", "guest", Role::Guest).await;
+    let answer = host
+        .request(ClientMessage::Mix {
+            spec: serde_json::json!({
+                "replace": "live/host1", "width": 480, "height": 360, "fps": 10, "layout": "pip"
+            })
+            .as_object()
+            .unwrap()
+            .clone(),
+        })
+        .await
+        .unwrap();
+    let ServerMessage::Mix { mix: Some(id), .. } = answer else {
+        panic!("{answer:?}")
+    };
+    let (_, _guest_peer) = publish_live(&mut guest).await;
+    poll_until("the mix to take live/host1 over", WAIT * 2, || {
+        width() == Some(480)
+    })
+    .await;
+
+    // Her page closes without a word.
+    host.drop_connection();
+    guest
+        .wait_for(WAIT, |m| {
+            matches!(m, ServerMessage::ParticipantLeft { identity, reason: LeftReason::Dropped } if identity == "host")
+        })
+        .await
+        .unwrap();
+    let left_at = Instant::now();
+    if keep {
+        // It goes on mixing: still listed, still the stream, for 2 s.
+        while left_at.elapsed() < Duration::from_secs(2) {
+            let list = mixes().await;
+            assert_eq!(list.len(), 1, "{list:?}");
+            assert_eq!(list[0]["mixing"], true, "{list:?}");
+            assert_eq!(width(), Some(480));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(!guest
+            .log
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Mix { .. })));
+        return;
+    }
+    let stopped = guest
+        .wait_for(WAIT, |m| matches!(m, ServerMessage::Mix { .. }))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&stopped, ServerMessage::Mix { id: None, mix: None, reason: Some(r) } if r == "host_left"),
+        "{stopped:?}"
+    );
+    poll_until("live/host1 to be the host's own again", WAIT * 2, || {
+        width() == Some(640)
+    })
+    .await;
+    eprintln!(
+        "the mix stopped and live/host1 was given back {:?} after the host was dropped",
+        left_at.elapsed()
+    );
+    assert_eq!(mixes().await, Vec::<serde_json::Value>::new());
+    assert!(
+        stream_width(&server, "live/host1").is_some(),
+        "the host is still live"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            events.recv(),
+        )
+        .await
+        .expect("no mix_stopped webhook")
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if v["event"] == "mix_stopped" {
+            assert_eq!(v["mix"], id.as_str(), "{v}");
+            assert_eq!(v["replace"], "live/host1", "{v}");
+            assert_eq!(v["reason"], "host_left", "{v}");
+            break;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mix_stops_when_the_last_host_leaves() {
+    the_last_host_leaving(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mix_keeps_running_when_configured_to() {
+    the_last_host_leaving(true).await;
+}
+
+/// A guest going on and off stage all evening: every unpublish leaves two
+/// inactive m-lines on the others' subscriber connections. Past 32 of them
+/// the server offers a new connection (a new session) instead of an ever
+/// longer offer, and the guest is received on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_connection_full_of_retired_lines_is_renewed() {
+    let server = server(|_| {}).await;
+    // Auto-subscribed: each publication of bob's is offered as it starts.
+    let url = format!(
+        "ws://{}/rtc?access_token={}",
+        server.http_addr,
+        token("renew", "viewer", Role::Audience)
+    );
+    let (mut viewer, _) = RoomClient::join(&url).await.unwrap();
+    let mut bob = join(&server, "renew", "bob", Role::Guest).await;
+    let mut peer = Answerer::start();
+    let mut sessions = Vec::new();
+    let mut m_lines = Vec::new();
+    for cycle in 0..20 {
+        // bob reads what came meanwhile (and answers the server's pings).
+        bob.pump(Duration::from_millis(5))
+            .await
+            .unwrap_or_else(|e| panic!("cycle {cycle}: {e}"));
+        let media = publish_media(&mut bob, 200_000).await;
+        // The offer adding bob (on the current connection, or a new one).
+        let m = viewer
+            .wait_for(
+                WAIT,
+                |m| matches!(m, ServerMessage::Offer { tracks, .. } if !tracks.is_empty()),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("cycle {cycle}: no offer adding bob: {e}"));
+        let ServerMessage::Offer {
+            session,
+            sdp,
+            tracks,
+        } = m
+        else {
+            unreachable!()
+        };
+        if sessions.last() != Some(&session) {
+            if !sessions.is_empty() {
+                peer = Answerer::start(); // a new connection: a new peer
+            }
+            sessions.push(session.clone());
+        }
+        m_lines.push(sdp.lines().filter(|l| l.starts_with("m=")).count());
+        peer.answer(&mut viewer, sdp).await;
+        let mid = video_mid(&tracks, "bob");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while peer.frames(&mid) < 5 {
+            assert!(
+                Instant::now() < deadline,
+                "cycle {cycle}: no frames on {mid} of session {session}: {:?}",
+                peer.frames.lock()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bob.send(ClientMessage::Unpublish).await.unwrap();
+        drop(media);
+        // The offer retiring bob's lines; but the 17th removal would make
+        // 34 retired lines: the connection is renewed instead, and bob's
+        // next publication comes on a new session.
+        let renewed = cycle == 16;
+        let m = viewer
+            .wait_for(
+                if renewed {
+                    Duration::from_secs(2)
+                } else {
+                    WAIT
+                },
+                |m| matches!(m, ServerMessage::Offer { .. }),
+            )
+            .await;
+        assert_eq!(m.is_err(), renewed, "cycle {cycle}: {m:?}");
+        if let Ok(ServerMessage::Offer {
+            session: s, sdp, ..
+        }) = m
+        {
+            assert_eq!(s, session, "cycle {cycle}");
+            peer.answer(&mut viewer, sdp).await;
+        }
+    }
+    assert_eq!(sessions.len(), 2, "one renewal in 20 cycles: {sessions:?}");
+    assert!(
+        m_lines.iter().all(|&n| n <= 2 + 32),
+        "m-lines per offer stay bounded: {m_lines:?}"
+    );
+    assert_eq!(
+        m_lines[17], 2,
+        "the new connection starts afresh: {m_lines:?}"
+    );
 }

@@ -6,6 +6,7 @@ mod harness;
 mod lifecycle;
 mod play;
 mod publish;
+mod renegotiate;
 mod stun;
 
 /// The server moves the host into its UDP task.

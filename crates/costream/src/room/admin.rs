@@ -46,7 +46,7 @@ pub(crate) fn authorize(state: &AppState, headers: &HeaderMap, room: &str) -> Re
                 "an admin token is required: Authorization: Bearer JWT (costream token create --role host)",
             )
         })?;
-    let claims = crate::access::verify_token(state.rooms.keys(), token)
+    let claims = crate::access::verify_token(state.rooms.keys(), token, state.config.auth.leeway)
         .map_err(|e| error(StatusCode::UNAUTHORIZED, &e.to_string()))?;
     if claims.room != ALL_ROOMS && claims.room != room {
         let e = TokenError::WrongRoom {

@@ -73,5 +73,9 @@ pub fn handle(
         }
         _ => None,
     };
-    ServerMessage::Mix { id, mix }
+    ServerMessage::Mix {
+        id,
+        mix,
+        reason: None,
+    }
 }

@@ -36,6 +36,14 @@ pub enum ClientMessage {
     Unsubscribe {
         identity: String,
     },
+    /// The client could not use its subscriber connection `session` (an
+    /// offer failed to apply, ICE failed): the server closes it and offers
+    /// a new one with everything it carried.
+    SubscriberFailed {
+        session: String,
+        #[serde(default)]
+        reason: Option<String>,
+    },
     Trickle {
         session: String,
         candidate: String,
@@ -86,6 +94,7 @@ impl ClientMessage {
             ClientMessage::Subscribe { .. } => "subscribe",
             ClientMessage::Answer { .. } => "answer",
             ClientMessage::Unsubscribe { .. } => "unsubscribe",
+            ClientMessage::SubscriberFailed { .. } => "subscriber_failed",
             ClientMessage::Trickle { .. } => "trickle",
             ClientMessage::Mute { .. } => "mute",
             ClientMessage::Update { .. } => "update",
@@ -297,11 +306,15 @@ pub enum ServerMessage {
         id: Option<String>,
     },
     /// The answer to `mix` and `mix_stop`: the room's mix now (its id in
-    /// `GET /api/v1/mixes/{mix}`), `null` when none runs.
+    /// `GET /api/v1/mixes/{mix}`), `null` when none runs. Also sent to
+    /// everybody, with `reason`, when the mix stops without a host asking.
     Mix {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
         mix: Option<String>,
+        /// Why the mix stopped by itself: `host_left`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     Error {
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use costream_hub::StreamKey;
@@ -14,11 +14,12 @@ use tokio::sync::mpsc;
 
 use super::protocol::{ClientMessage, ErrorCode, LeftReason, OfferTrack, ServerMessage, TrackKind};
 use super::state::{
-    feed_key, offered_tracks, Conn, Outgoing, Pause, Publication, Refusal, Room, SessionRef,
-    SharedPc, OUTBOX,
+    feed_key, offered_tracks, Conn, Joining, Outgoing, Pause, Publication, Refusal, Room,
+    SessionRef, SharedPc, OUTBOX,
 };
 use crate::access::{ApiKey, Claims};
-use crate::config::RoomsConfig;
+use crate::config::{MixOnHostLeave, RoomsConfig};
+use crate::mix::Mixes;
 use crate::webrtc::{OfferError, RtcService};
 
 /// How often grace periods and empty rooms are checked.
@@ -38,6 +39,9 @@ struct Inner {
     hub: costream_hub::Hub,
     rates: Mutex<super::budget::Rates>,
     next_conn: AtomicU64,
+    /// The server's mixes (a room's mix may stop when its last host
+    /// leaves); set by `bind_mixes`.
+    mixes: OnceLock<Mixes>,
 }
 
 /// A participant's connection, as the signaling handler holds it.
@@ -76,6 +80,7 @@ impl Rooms {
                 hub,
                 rates: Mutex::new(Default::default()),
                 next_conn: AtomicU64::new(1),
+                mixes: OnceLock::new(),
             }),
         };
         let weak = Arc::downgrade(&rooms.inner);
@@ -91,6 +96,12 @@ impl Rooms {
         rooms
     }
 
+    /// Lets the rooms stop their mixes (`rooms.mix_on_host_leave`); the
+    /// first call counts.
+    pub fn bind_mixes(&self, mixes: &Mixes) {
+        let _ = self.inner.mixes.get_or_init(|| mixes.clone());
+    }
+
     pub fn keys(&self) -> &[ApiKey] {
         &self.inner.keys
     }
@@ -100,7 +111,14 @@ impl Rooms {
     }
 
     /// Admits the token's participant (creating the room on first join).
-    pub fn join(&self, claims: &Claims, auto_subscribe: bool) -> Result<Membership, Refusal> {
+    /// `keep`: on a reconnect, the sessions of the previous connection
+    /// the client still holds (see `Room::join`).
+    pub fn join(
+        &self,
+        claims: &Claims,
+        auto_subscribe: bool,
+        keep: &[SessionId],
+    ) -> Result<Membership, Refusal> {
         feed_key(&claims.room, &claims.sub).map_err(|e| {
             (
                 ErrorCode::BadRequest,
@@ -115,15 +133,36 @@ impl Rooms {
             tracing::info!(room = %claims.room, "room created");
             Room::new(&claims.room, now, self.inner.hooks.clone())
         });
-        let joined = room.join(
+        let joining = Joining {
+            conn: Conn { id: conn, tx },
+            auto_subscribe,
+            keep,
+        };
+        let (joined, ended) = room.join(
             claims,
-            Conn { id: conn, tx },
+            joining,
             now,
             self.inner.config.max_participants,
             self.inner.config.reconnect_grace,
-            auto_subscribe,
         )?;
+        // A rejoin ended its old publication: the others' subscriber
+        // connections drop it now rather than at the next reap.
+        let others: Vec<String> = if ended.is_empty() {
+            Vec::new()
+        } else {
+            room.participants()
+                .map(|p| p.info.identity.clone())
+                .filter(|i| *i != claims.sub)
+                .collect()
+        };
         drop(rooms);
+        if !ended.is_empty() {
+            tracing::info!(room = %claims.room, identity = %claims.sub, sessions = ended.len(), "rejoined: the old connection's sessions end");
+        }
+        self.close_sessions(ended);
+        for identity in others {
+            self.spawn_renegotiate(&claims.room, &identity);
+        }
         // Auto-subscribed to what is live already.
         self.spawn_renegotiate(&claims.room, &claims.sub);
         tracing::info!(room = %claims.room, identity = %claims.sub, role = ?claims.role, "participant joined");
@@ -140,7 +179,7 @@ impl Rooms {
     /// otherwise the grace period starts.
     pub fn disconnected(&self, m: &Membership, left: bool) {
         let now = Instant::now();
-        let close = {
+        let (close, hosts_gone) = {
             let mut rooms = self.inner.rooms.lock();
             let Some(room) = rooms.get_mut(&m.room) else {
                 return;
@@ -149,14 +188,60 @@ impl Rooms {
                 return;
             }
             if left {
-                room.remove(&m.identity, LeftReason::Left, now)
+                let close = room.remove(&m.identity, LeftReason::Left, now);
+                (close, room.take_hosts_gone())
             } else {
                 tracing::info!(room = %m.room, identity = %m.identity, "participant disconnected; waiting for it to come back");
                 room.disconnect(&m.identity, Some(m.conn), now);
-                Vec::new()
+                (Vec::new(), false)
             }
         };
         self.close_sessions(close);
+        if hosts_gone {
+            self.hosts_gone(&m.room);
+        }
+    }
+
+    /// The last host of `room` left for good. With `rooms.mix_on_host_leave
+    /// = "stop"` the room's mix that replaces a live stream stops (the
+    /// stream is its publisher's own again, and nobody is left to stop it);
+    /// a mix into a stream of its own (a meeting's) goes on.
+    fn hosts_gone(&self, room: &str) {
+        if self.inner.config.mix_on_host_leave != MixOnHostLeave::Stop {
+            return;
+        }
+        let Some(mixes) = self.inner.mixes.get() else {
+            return;
+        };
+        let Some(mix) = mixes.of_room(room) else {
+            return;
+        };
+        let replace = mixes
+            .describe(&mix)
+            .and_then(|d| d["replace"].as_str().map(String::from));
+        let Some(replace) = replace else {
+            return;
+        };
+        // A host who joined since keeps it.
+        let host_back = self
+            .inner
+            .rooms
+            .lock()
+            .get(room)
+            .is_some_and(|r| r.has_host());
+        if host_back || !mixes.stop(&mix) {
+            return;
+        }
+        tracing::info!(%room, %mix, %replace, "the room's last host left: its mix stopped, the stream is its publisher's again");
+        let mut rooms = self.inner.rooms.lock();
+        match rooms.get_mut(room) {
+            Some(r) => r.mix_stopped(&mix, &replace, "host_left", Instant::now()),
+            // The room closed with her.
+            None => self
+                .inner
+                .hooks
+                .mix_stopped(room, &mix, &replace, "host_left"),
+        }
     }
 
     /// Handles one message; returns the answer for the sender, if any.
@@ -221,6 +306,16 @@ impl Rooms {
                 }
                 Ok(None)
             }
+            ClientMessage::SubscriberFailed { session, reason } => {
+                let Some(session) = session.parse().ok().map(SessionId) else {
+                    return Err((ErrorCode::BadRequest, "no such session".to_string()));
+                };
+                let reason = reason.unwrap_or_default();
+                let reason: String = reason.chars().take(200).collect();
+                tracing::info!(room = %m.room, identity = %m.identity, %session, %reason, "the client's subscriber connection failed: a new one is offered");
+                self.renew_shared(&m.room, &m.identity, Some(session));
+                Ok(None)
+            }
             ClientMessage::Trickle { session, candidate } => {
                 self.trickle(m, &session, candidate).await?;
                 Ok(None)
@@ -255,8 +350,14 @@ impl Rooms {
                 Ok(None)
             }),
             ClientMessage::Kick { identity, to } => {
-                let ended = self.with_room(m, |room| room.kick(&m.identity, &identity, to, now))?;
+                let (ended, hosts_gone) = self.with_room(m, |room| {
+                    let ended = room.kick(&m.identity, &identity, to, now)?;
+                    Ok((ended, room.take_hosts_gone()))
+                })?;
                 self.close_sessions(ended);
+                if hosts_gone {
+                    self.hosts_gone(&m.room);
+                }
                 Ok(None)
             }
             // The handler closes the socket; `disconnected(left)` removes.
@@ -356,9 +457,10 @@ impl Rooms {
             Ok(ok) => ok,
             Err(e) => {
                 let mut rooms = self.inner.rooms.lock();
+                // A newer connection's own offer may be pending by now.
                 if let Some(p) = rooms
                     .get_mut(&m.room)
-                    .and_then(|r| r.get_mut(&m.identity))
+                    .and_then(|r| r.member(&m.identity, m.conn))
                     .filter(|p| p.publication == Publication::Pending)
                 {
                     p.publication = Publication::None;
@@ -368,12 +470,14 @@ impl Rooms {
         };
         let live = {
             let mut rooms = self.inner.rooms.lock();
-            rooms
-                .get_mut(&m.room)
-                .is_some_and(|room| room.published(&m.identity, session, tracks, now))
+            rooms.get_mut(&m.room).is_some_and(|room| {
+                room.is_member(&m.identity, m.conn)
+                    && room.published(&m.identity, session, tracks, now)
+            })
         };
         if !live {
-            // Left while the offer was answered.
+            // Left (or was replaced by a new connection) while the offer
+            // was answered.
             self.close_sessions(vec![(key, session)]);
             return Err(gone());
         }
@@ -499,15 +603,31 @@ impl Rooms {
             return Ok(());
         }
         let opened = rtc.shared_open().await;
-        let mut rooms = self.inner.rooms.lock();
-        let p = rooms
-            .get_mut(room)
-            .and_then(|r| r.get_mut(identity))
-            .ok_or_else(gone)?;
-        p.shared.busy = false;
+        // Some(kept) when the participant still waits for this connection.
+        let kept = {
+            let mut rooms = self.inner.rooms.lock();
+            match rooms.get_mut(room).and_then(|r| r.get_mut(identity)) {
+                None => None,
+                // A new connection reset it meanwhile (a rejoin): this one
+                // is not wanted.
+                Some(p) if !p.shared.busy || p.shared.session.is_some() => Some(false),
+                Some(p) => {
+                    p.shared.busy = false;
+                    if let Ok((session, _)) = &opened {
+                        p.shared.session = Some(*session);
+                    }
+                    Some(true)
+                }
+            }
+        };
         let (session, closed) = opened.map_err(offer_refusal)?;
-        p.shared.session = Some(session);
-        drop(rooms);
+        match kept {
+            Some(true) => {}
+            Some(false) | None => {
+                rtc.close(session).await;
+                return kept.map(|_| ()).ok_or_else(gone);
+            }
+        }
         let this = self.clone();
         let (room, identity) = (room.to_owned(), identity.to_owned());
         tokio::spawn(async move {
@@ -544,6 +664,33 @@ impl Rooms {
         // Changes that came while the offer was out.
         self.spawn_renegotiate(&m.room, &m.identity);
         Ok(())
+    }
+
+    /// Closes a participant's subscriber connection (`only` that session,
+    /// when given and still current) and offers a new one carrying what the
+    /// old one should have: a client that cannot use its connection, or
+    /// one whose retired m-lines pile up, starts afresh.
+    fn renew_shared(&self, room: &str, identity: &str, only: Option<SessionId>) {
+        let closed = {
+            let mut rooms = self.inner.rooms.lock();
+            let Some(p) = rooms.get_mut(room).and_then(|r| r.get_mut(identity)) else {
+                return;
+            };
+            let Some(session) = p.shared.session else {
+                return;
+            };
+            if only.is_some_and(|s| s != session) {
+                return; // an older one, gone already
+            }
+            let wanted = std::mem::take(&mut p.shared.wanted);
+            p.shared = SharedPc {
+                wanted,
+                ..SharedPc::default()
+            };
+            feed_key(room, identity).ok().map(|key| (key, session))
+        };
+        self.close_sessions(closed.into_iter().collect());
+        self.spawn_renegotiate(room, identity);
     }
 
     fn spawn_renegotiate(&self, room: &str, identity: &str) {
@@ -589,6 +736,16 @@ impl Rooms {
         let Some(p) = r.get_mut(identity) else {
             return;
         };
+        if p.shared.session != Some(session) {
+            // Closed meanwhile (a rejoin): the new connection gets its own.
+            return;
+        }
+        if let Err(OfferError::Renew(retired)) = &offered {
+            tracing::info!(%room, %identity, %session, retired, "subscriber connection renewed: too many retired m-lines");
+            drop(rooms);
+            self.renew_shared(room, identity, Some(session));
+            return;
+        }
         for i in &remove {
             p.shared.offered.remove(i);
             p.shared.stale.remove(i);
@@ -680,11 +837,15 @@ impl Rooms {
         let mut close = Vec::new();
         let mut pauses = Vec::new();
         let mut offers = Vec::new();
+        let mut hosts_gone = Vec::new();
         {
             let mut rooms = self.inner.rooms.lock();
             let levels = self.inner.rtc.as_ref().map(|r| r.levels.clone());
             for room in rooms.values_mut() {
                 close.extend(room.expire(now, grace));
+                if room.take_hosts_gone() {
+                    hosts_gone.push(room.name.clone());
+                }
                 for identity in room.shared_due() {
                     offers.push((room.name.clone(), identity));
                 }
@@ -719,6 +880,9 @@ impl Rooms {
             });
         }
         self.close_sessions(close);
+        for room in hosts_gone {
+            self.hosts_gone(&room);
+        }
         for (room, identity) in offers {
             self.spawn_renegotiate(&room, &identity);
         }
@@ -796,9 +960,12 @@ impl Rooms {
             tracing::info!(room = %name, "room closed through the API");
             let close = room.clear(Instant::now());
             room.finished();
-            close
+            (close, room.take_hosts_gone())
         };
-        self.close_sessions(close);
+        self.close_sessions(close.0);
+        if close.1 {
+            self.hosts_gone(name);
+        }
         true
     }
 
@@ -809,9 +976,13 @@ impl Rooms {
             let Some(r) = rooms.get_mut(room).filter(|r| r.get(identity).is_some()) else {
                 return false;
             };
-            r.remove(identity, LeftReason::Removed, Instant::now())
+            let close = r.remove(identity, LeftReason::Removed, Instant::now());
+            (close, r.take_hosts_gone())
         };
-        self.close_sessions(close);
+        self.close_sessions(close.0);
+        if close.1 {
+            self.hosts_gone(room);
+        }
         true
     }
 

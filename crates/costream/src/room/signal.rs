@@ -25,6 +25,9 @@ const PING_EVERY: Duration = Duration::from_secs(5);
 const SILENT_LIMIT: Duration = Duration::from_secs(15);
 /// Close code for a refused token.
 const CLOSE_UNAUTHORIZED: u16 = 4401;
+/// A participant holds a publication, a subscriber connection and a few
+/// subscriptions of their own: more ids than that are ignored.
+const MAX_KEPT_SESSIONS: usize = 16;
 
 #[derive(serde::Deserialize)]
 pub struct Params {
@@ -33,6 +36,23 @@ pub struct Params {
     /// `false` (or `0`): subscribe only on request; by default every
     /// publication is added to the subscriber connection as it starts.
     auto_subscribe: Option<String>,
+    /// On a reconnect, the sessions (comma-separated ids) the client still
+    /// holds from its previous connection: they are kept. Everything else
+    /// that connection set up ends (a reloaded page holds none).
+    sessions: Option<String>,
+}
+
+impl Params {
+    fn kept_sessions(&self) -> Vec<costream_rtc::SessionId> {
+        self.sessions
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .map(costream_rtc::SessionId)
+            .take(MAX_KEPT_SESSIONS)
+            .collect()
+    }
 }
 
 pub async fn upgrade(
@@ -44,17 +64,22 @@ pub async fn upgrade(
     // why it was refused (a failed upgrade shows it no body).
     let rooms = state.rooms.clone();
     let mixes = state.mixes.clone();
+    // Every participant comes in here, so the rooms know the mixes before
+    // any host can leave one.
+    rooms.bind_mixes(&mixes);
+    let leeway = state.config.auth.leeway;
     ws.max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| run(socket, rooms, mixes, params))
+        .on_upgrade(move |socket| run(socket, rooms, mixes, params, leeway))
 }
 
-fn authorize(rooms: &Rooms, params: &Params) -> Result<Claims, String> {
+fn authorize(rooms: &Rooms, params: &Params, leeway: Duration) -> Result<Claims, String> {
     let token = params
         .access_token
         .as_deref()
         .filter(|t| !t.is_empty())
         .ok_or("no access_token in the URL")?;
-    let claims = crate::access::verify_token(rooms.keys(), token).map_err(|e| e.to_string())?;
+    let claims =
+        crate::access::verify_token(rooms.keys(), token, leeway).map_err(|e| e.to_string())?;
     if let Some(room) = params.room.as_deref().filter(|r| *r != claims.room) {
         return Err(crate::access::TokenError::WrongRoom {
             token: claims.room,
@@ -97,8 +122,8 @@ async fn close(
     .await;
 }
 
-async fn run(socket: WebSocket, rooms: Rooms, mixes: Mixes, params: Params) {
-    let claims = match authorize(&rooms, &params) {
+async fn run(socket: WebSocket, rooms: Rooms, mixes: Mixes, params: Params, leeway: Duration) {
+    let claims = match authorize(&rooms, &params, leeway) {
         Ok(c) => c,
         Err(why) => {
             tracing::info!("room signaling refused: {why}");
@@ -106,7 +131,7 @@ async fn run(socket: WebSocket, rooms: Rooms, mixes: Mixes, params: Params) {
         }
     };
     let auto = !matches!(params.auto_subscribe.as_deref(), Some("false" | "0" | "no"));
-    let mut membership = match rooms.join(&claims, auto) {
+    let mut membership = match rooms.join(&claims, auto, &params.kept_sessions()) {
         Ok(m) => m,
         Err((code, why)) => return refuse(socket, code, 4400, why).await,
     };

@@ -137,6 +137,17 @@ pub struct Room {
     speakers: Vec<String>,
     /// The connection quality last announced, per participant.
     quality: HashMap<String, Quality>,
+    /// The last host left for good (see `take_hosts_gone`).
+    hosts_gone: bool,
+}
+
+/// A connection joining a room, with what it asks for.
+pub struct Joining<'a> {
+    pub conn: Conn,
+    pub auto_subscribe: bool,
+    /// On a reconnect: the sessions of the previous connection the client
+    /// still holds.
+    pub keep: &'a [SessionId],
 }
 
 /// The hub stream a participant publishes: `room.ROOM/IDENTITY`.
@@ -157,6 +168,7 @@ impl Room {
             hooks,
             speakers: Vec::new(),
             quality: HashMap::new(),
+            hosts_gone: false,
         }
     }
 
@@ -217,18 +229,32 @@ impl Room {
     }
 
     /// Adds the token's participant, or gives a returning one its new
-    /// connection (the state kept since it dropped, or replacing a live
-    /// connection). Returns the `joined` message for it.
+    /// connection (replacing a live one if need be): it keeps its role,
+    /// grants and place, but what its old connection published or
+    /// received ends now, but for the sessions in `keep` (those a client
+    /// that only lost its WebSocket still holds): a reloaded page holds
+    /// none, so its old publication never lingers as a ghost. Returns the
+    /// `joined` message for it and the sessions to close.
     pub fn join(
         &mut self,
         claims: &Claims,
-        conn: Conn,
+        joining: Joining<'_>,
         now: Instant,
         max_participants: usize,
         grace: Duration,
-        auto_subscribe: bool,
-    ) -> Result<ServerMessage, Refusal> {
+    ) -> Result<(ServerMessage, Vec<SessionRef>), Refusal> {
+        let Joining {
+            conn,
+            auto_subscribe,
+            keep,
+        } = joining;
         let identity = claims.sub.clone();
+        let mut close = Vec::new();
+        if self.participants.contains_key(&identity) {
+            // Before the new connection is attached: it is not told of its
+            // own old publication ending (its `joined` has no tracks).
+            close = self.end_connection_media(&identity, keep, now);
+        }
         let resumed = match self.participants.get_mut(&identity) {
             Some(p) => {
                 if let Some(old) = p.conn.replace(conn) {
@@ -308,7 +334,51 @@ impl Room {
                 }
             }
         }
-        Ok(self.joined(&identity, resumed, grace))
+        Ok((self.joined(&identity, resumed, grace), close))
+    }
+
+    /// Ends what a participant's connection set up, but for the sessions
+    /// in `keep`: its publication (announced as unpublished; an offer
+    /// being answered is dropped), its subscriptions and its subscriber
+    /// connection. What that connection should carry stays, for the next
+    /// one to be offered.
+    fn end_connection_media(
+        &mut self,
+        identity: &str,
+        keep: &[SessionId],
+        now: Instant,
+    ) -> Vec<SessionRef> {
+        let Some(p) = self.participants.get_mut(identity) else {
+            return Vec::new();
+        };
+        if p.publication == Publication::Pending {
+            p.publication = Publication::None;
+        }
+        let mut close: Vec<SessionRef> = Vec::new();
+        let name = &self.name;
+        p.subscriptions.retain(|publisher, id| {
+            let kept = keep.contains(id);
+            if !kept {
+                if let Ok(key) = feed_key(name, publisher) {
+                    close.push((key, *id));
+                }
+            }
+            kept
+        });
+        let subscriptions: HashSet<SessionId> = p.subscriptions.values().copied().collect();
+        p.video_paused.retain(|s| subscriptions.contains(s));
+        if !p.shared.session.is_some_and(|s| keep.contains(&s)) {
+            let shared = std::mem::take(&mut p.shared);
+            p.shared.wanted = shared.wanted;
+            if let (Some(id), Ok(key)) = (shared.session, feed_key(name, identity)) {
+                close.push((key, id));
+            }
+        }
+        let kept_publication = matches!(p.publication, Publication::Live(s) if keep.contains(&s));
+        if !kept_publication {
+            close.extend(self.unpublish(identity, None, now));
+        }
+        close
     }
 
     fn joined(&self, identity: &str, resumed: bool, grace: Duration) -> ServerMessage {
@@ -392,8 +462,18 @@ impl Room {
         if self.participants.is_empty() {
             self.empty_since = Some(now);
         }
+        if p.info.role == Role::Host && !self.has_host() {
+            self.hosts_gone = true;
+        }
         tracing::info!(room = %self.name, %identity, ?reason, "participant left");
         close
+    }
+
+    /// Whether the room's last host left for good (left, dropped after the
+    /// grace, kicked or removed) since the last call: the caller decides
+    /// what becomes of the room's mix.
+    pub fn take_hosts_gone(&mut self) -> bool {
+        std::mem::take(&mut self.hosts_gone)
     }
 
     fn subscription_refs(&self, p: &Participant) -> Vec<SessionRef> {
@@ -906,6 +986,26 @@ impl Room {
             now,
         );
         ended
+    }
+
+    /// The room's mix, replacing the live stream `replace`, stopped by
+    /// itself: everybody gets `mix` (`null`, with the reason), and the
+    /// webhook `mix_stopped` goes out.
+    pub fn mix_stopped(&mut self, mix: &str, replace: &str, reason: &str, now: Instant) {
+        self.hooks.mix_stopped(&self.name, mix, replace, reason);
+        self.broadcast(
+            &ServerMessage::Mix {
+                id: None,
+                mix: None,
+                reason: Some(reason.to_owned()),
+            },
+            now,
+        );
+    }
+
+    /// Whether one of the participants (connected or not) is a host.
+    pub fn has_host(&self) -> bool {
+        self.participants().any(|p| p.info.role == Role::Host)
     }
 
     /// Says the room is over (webhook `room_finished`).

@@ -77,6 +77,16 @@ impl Webhooks {
         }
     }
 
+    /// The room's mix `mix` stopped by itself (`reason`: `host_left`);
+    /// `replace` is the live stream given back to its publisher.
+    pub fn mix_stopped(&self, room: &str, mix: &str, replace: &str, reason: &str) {
+        self.send(
+            "mix_stopped",
+            room,
+            json!({ "mix": mix, "replace": replace, "reason": reason }),
+        )
+    }
+
     /// The webhook, if any, for a message a room broadcasts.
     pub fn on_broadcast(&self, room: &str, msg: &ServerMessage) {
         if self.queues.is_empty() {

@@ -148,6 +148,8 @@ async fn offer(
                 OfferError::Rtc(RtcError::TooManySessions(_)) | OfferError::Stopped => {
                     StatusCode::SERVICE_UNAVAILABLE
                 }
+                // Subscriber connections only; never a WHIP/WHEP offer.
+                OfferError::Renew(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 OfferError::Rtc(RtcError::NoSupportedCodec(_)) => StatusCode::NOT_ACCEPTABLE,
                 OfferError::Rtc(_) => StatusCode::BAD_REQUEST,
             };

@@ -86,6 +86,10 @@ pub enum OfferError {
     NotLive(StreamKey),
     #[error("the WebRTC service is not running")]
     Stopped,
+    /// A subscriber connection whose retired m-lines reached the limit:
+    /// the caller offers a new connection instead of a longer offer.
+    #[error("the subscriber connection has {0} retired m-lines")]
+    Renew(usize),
 }
 
 enum Command {

@@ -15,6 +15,10 @@ use super::convert::{self, EgressState};
 use super::video_gate::VideoGate;
 use super::{Command, OfferError, Task};
 
+/// Retired (inactive) m-lines a subscriber connection may carry: a guest
+/// going on and off stage 16 times in one evening.
+const MAX_RETIRED_LINES: usize = 32;
+
 /// A publication's two tracks in a shared session.
 pub struct Out {
     pub key: StreamKey,
@@ -115,19 +119,23 @@ impl Task {
         if gone.is_empty() && subscribers.is_empty() {
             return Ok(None);
         }
-        let tracks: Vec<(MediaKind, String)> = subscribers
+        // Retired m-lines stay in every offer (browsers keep their
+        // transceivers); past a bound, a new connection is cheaper than an
+        // ever longer SDP. Its outs are gone with it.
+        let retired = self
+            .host
+            .offer_lines(session)
+            .map_or(0, |l| l.iter().filter(|l| !l.live).count());
+        if retired + gone.len() > MAX_RETIRED_LINES {
+            return Err(OfferError::Renew(retired));
+        }
+        let labels: Vec<String> = subscribers
             .iter()
-            .flat_map(|(key, _)| {
-                let label = key.stream().to_owned();
-                [(MediaKind::Audio, label.clone()), (MediaKind::Video, label)]
-            })
+            .map(|(key, _)| key.stream().to_owned())
             .collect();
-        let (offer, mids) = self.host.renegotiate(session, &tracks, &gone, now)?;
+        let (offer, mids) = self.host.renegotiate(session, &labels, &gone, now)?;
         let mut offered = Vec::new();
-        for ((key, sub), pair) in subscribers.into_iter().zip(mids.chunks(2)) {
-            let [audio_mid, video_mid] = pair else {
-                continue;
-            };
+        for ((key, sub), (audio_mid, video_mid)) in subscribers.into_iter().zip(mids) {
             offered.push(OfferedTrack {
                 key: key.clone(),
                 kind: MediaKind::Audio,
@@ -145,8 +153,8 @@ impl Task {
                 Out {
                     source: key.clone(),
                     key,
-                    video_mid: video_mid.clone(),
-                    audio_mid: audio_mid.clone(),
+                    video_mid,
+                    audio_mid,
                     subscriber: Some(sub),
                     forwarder: None,
                     egress: EgressState::default(),
