@@ -88,6 +88,12 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// `Access-Control-Allow-Origin` for players and the API.
     pub cors_origin: String,
+    /// `/metrics` answers anybody; otherwise only admins (a bearer admin
+    /// token for every room, or Basic with an API key and its secret).
+    pub public_metrics: bool,
+    /// `GET /api/v1/streams` (and one stream's details) answers anybody,
+    /// room feeds left out; otherwise only admins.
+    pub public_stream_list: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -266,6 +272,10 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: ([0, 0, 0, 0], 8080).into(),
             cors_origin: "*".into(),
+            // It names every stream and room: not for strangers by default.
+            public_metrics: false,
+            // What players pick from; room feeds are never in it for them.
+            public_stream_list: true,
         }
     }
 }

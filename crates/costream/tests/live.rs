@@ -417,7 +417,11 @@ async fn api_lists_kicks_and_refuses_a_second_publisher() {
     let list: serde_json::Value = serde_json::from_slice(&list).unwrap();
     assert_eq!(list["streams"][0]["key"], "live/api");
 
-    let (_, metrics) = http_get(server.http_addr, "/metrics").await;
+    // /metrics names every stream and room: admins only by default.
+    let (status, _) = http_get(server.http_addr, "/metrics").await;
+    assert_eq!(status, 401, "anonymous /metrics");
+    let (status, metrics) = admin_get(server.http_addr, "/metrics").await;
+    assert_eq!(status, 200);
     let metrics = String::from_utf8(metrics).unwrap();
     for name in [
         "costream_streams",
@@ -430,7 +434,25 @@ async fn api_lists_kicks_and_refuses_a_second_publisher() {
 
     // Kick: the stream ends at once (no grace), the viewer's response ends,
     // and ffmpeg is disconnected.
+    // Not by a stranger, nor with a wrong key.
     let (status, _) = http_request(server.http_addr, "DELETE", "/api/v1/streams/live/api").await;
+    assert_eq!(status, 401, "anonymous DELETE");
+    let wrong = "Authorization: Basic dGVzdC1hZG1pbjp3cm9uZw==\r\n"; // test-admin:wrong
+    let (status, _) = http_request_with(
+        server.http_addr,
+        "DELETE",
+        "/api/v1/streams/live/api",
+        wrong,
+    )
+    .await;
+    assert_eq!(status, 401, "a wrong secret");
+    for path in ["/api/v1/webrtc/sessions", "/api/v1/bridges"] {
+        let (status, _) = http_get(server.http_addr, path).await;
+        assert_eq!(status, 401, "anonymous {path}");
+        let (status, _) = admin_get(server.http_addr, path).await;
+        assert_eq!(status, 200, "{path}");
+    }
+    let (status, _) = admin_request(server.http_addr, "DELETE", "/api/v1/streams/live/api").await;
     assert_eq!(status, 204);
     let ended = tokio::time::timeout(Duration::from_secs(5), async {
         while viewer.next_tag().await.is_some() {}

@@ -636,7 +636,7 @@ async fn admin_api_creates_lists_updates_mutes_and_removes() {
     let (status, room) = admin(&server, "GET", "/api/v1/rooms/show", Some(&host), "").await;
     assert_eq!(status, 200, "{room}");
     assert_eq!(room["participants"], 2, "{room}");
-    let (_, metrics) = http_get(server.http_addr, "/metrics").await;
+    let (_, metrics) = admin_get(server.http_addr, "/metrics").await;
     let metrics = String::from_utf8_lossy(&metrics);
     assert!(metrics.contains("costream_rooms 1"), "{metrics}");
     assert!(
@@ -1192,7 +1192,7 @@ async fn the_subscriber_connection_is_renegotiated_as_publications_come_and_go()
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // One connection the whole time: the API shows one subscriber session.
-    let (_, sessions) = http_get(server.http_addr, "/api/v1/webrtc/sessions").await;
+    let (_, sessions) = admin_get(server.http_addr, "/api/v1/webrtc/sessions").await;
     let sessions: serde_json::Value = serde_json::from_slice(&sessions).unwrap();
     let shared = sessions["sessions"]
         .as_array()
@@ -1827,4 +1827,36 @@ async fn a_subscriber_connection_full_of_retired_lines_is_renewed() {
         m_lines[17], 2,
         "the new connection starts afresh: {m_lines:?}"
     );
+}
+
+/// The stream list is public (players pick from it) but never shows a
+/// room's feeds to strangers; with `[http] public_stream_list = false` it
+/// answers admins only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_feeds_are_not_listed_to_strangers() {
+    let open = server(|_| {}).await;
+    let addr = open.http_addr;
+    let mut guest = join(&open, "priv", "guest", Role::Guest).await;
+    let _media = publish_media(&mut guest, 300_000).await;
+    let feed = costream_hub::StreamKey::parse("room.priv/guest").unwrap();
+    poll_until("the guest's feed", WAIT, || {
+        open.hub().stream(&feed).is_some()
+    })
+    .await;
+    let (status, body) = http_get(addr, "/api/v1/streams").await;
+    assert_eq!(status, 200);
+    let body = String::from_utf8_lossy(&body).to_string();
+    assert!(!body.contains("room.priv"), "{body}");
+    let (status, _) = http_get(addr, "/api/v1/streams/room.priv/guest").await;
+    assert_eq!(status, 404, "as if it were not there");
+    let (_, body) = admin_get(addr, "/api/v1/streams").await;
+    assert!(String::from_utf8_lossy(&body).contains("room.priv/guest"));
+    let (status, _) = admin_get(addr, "/api/v1/streams/room.priv/guest").await;
+    assert_eq!(status, 200);
+
+    let closed = server(|c| c.http.public_stream_list = false).await;
+    let (status, _) = http_get(closed.http_addr, "/api/v1/streams").await;
+    assert_eq!(status, 401);
+    let (status, _) = admin_get(closed.http_addr, "/api/v1/streams").await;
+    assert_eq!(status, 200);
 }

@@ -439,6 +439,33 @@ async fn whip_publish_whep_play_trickle_and_delete() {
         2,
         "{sessions}"
     );
+    // A session's URL is a capability: 128 random bits, bound to its
+    // stream. Neither the internal id (listed by the admin API) nor the
+    // right id under another stream ends it, and the refusals look alike.
+    for loc in [&whep_location, &whip_location] {
+        let id = loc.rsplit('/').next().unwrap();
+        assert_eq!(id.len(), 32, "{loc}");
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{loc}");
+        let base = loc.trim_end_matches(id);
+        let mut wrong: Vec<String> = sessions["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let id = s["id"].as_str().unwrap_or("0");
+                format!("{base}{}", id.trim_start_matches("rtc-"))
+            })
+            .collect();
+        wrong.push(loc.replace("/live/w/", "/live/other/"));
+        for w in &wrong {
+            let (status, _, body) = http_send(http, "DELETE", w, "text/plain", b"").await;
+            assert_eq!(status, 404, "{w}");
+            assert!(
+                String::from_utf8_lossy(&body).contains("no such session"),
+                "{w}"
+            );
+        }
+    }
     for loc in [&whep_location, &whip_location] {
         let (status, _, _) = http_send(http, "DELETE", loc, "text/plain", b"").await;
         assert_eq!(status, 200, "{loc}");
@@ -1161,7 +1188,7 @@ async fn publish_for_range(
 
 /// GET an API path as JSON.
 async fn api(http: SocketAddr, path: &str) -> serde_json::Value {
-    let (_, body) = http_get(http, path).await;
+    let (_, body) = admin_get(http, path).await;
     serde_json::from_slice(&body).unwrap()
 }
 

@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use costream_hub::{Protocol, Stream, StreamKey};
 use serde_json::{json, Value};
 
+use super::admin::{Admin, MaybeAdmin};
 use super::error;
 use crate::bridge::AudioTarget;
 use crate::server::AppState;
@@ -22,35 +23,71 @@ pub(super) fn router() -> Router<Arc<AppState>> {
         .route("/bridges", get(bridges))
 }
 
-/// Live streams; bridged twins are listed under `/bridges`, their viewers
-/// counted with the stream they bridge.
-async fn list(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let streams: Vec<Value> = state
-        .hub
-        .streams()
-        .iter()
-        .filter(|s| !s.key().is_bridged())
-        .map(|s| describe(&state, s))
-        .collect();
-    Json(json!({ "streams": streams }))
+/// What an anonymous caller may see of the stream list: nothing unless
+/// `[http] public_stream_list`, and never a room's feeds (private to the
+/// room).
+#[allow(clippy::result_large_err)]
+fn may_see(state: &AppState, admin: bool, key: &StreamKey) -> Result<bool, Response> {
+    if admin {
+        return Ok(true);
+    }
+    if !state.config.http.public_stream_list {
+        return Err(refused_list());
+    }
+    Ok(!crate::room::is_room_feed(key))
 }
 
-async fn bridges(State(state): State<Arc<AppState>>) -> Json<Value> {
+fn refused_list() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "the stream list needs an admin token ([http] public_stream_list = false)",
+    )
+}
+
+/// Live streams; bridged twins are listed under `/bridges`, their viewers
+/// counted with the stream they bridge.
+async fn list(MaybeAdmin(admin): MaybeAdmin, State(state): State<Arc<AppState>>) -> Response {
+    let mut streams: Vec<Value> = Vec::new();
+    for s in state.hub.streams().iter().filter(|s| !s.key().is_bridged()) {
+        match may_see(&state, admin, s.key()) {
+            Ok(true) => streams.push(describe(&state, s)),
+            Ok(false) => {}
+            Err(r) => return r,
+        }
+    }
+    if !admin && !state.config.http.public_stream_list {
+        // Refused even when there is nothing to list.
+        return refused_list();
+    }
+    Json(json!({ "streams": streams })).into_response()
+}
+
+async fn bridges(_: Admin, State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({ "bridges": state.bridges.list() }))
 }
 
 async fn show(
+    MaybeAdmin(admin): MaybeAdmin,
     State(state): State<Arc<AppState>>,
     Path((app, stream)): Path<(String, String)>,
 ) -> Response {
     match lookup(&state, &app, &stream) {
-        Ok(s) => Json(describe(&state, &s)).into_response(),
+        Ok(s) => match may_see(&state, admin, s.key()) {
+            Ok(true) => Json(describe(&state, &s)).into_response(),
+            // As if it were not there.
+            Ok(false) => error(
+                StatusCode::NOT_FOUND,
+                &format!("stream {} is not live", s.key()),
+            ),
+            Err(r) => r,
+        },
         Err(r) => *r,
     }
 }
 
 /// Kicks the publisher; the stream ends for every viewer.
 async fn kick(
+    _: Admin,
     State(state): State<Arc<AppState>>,
     Path((app, stream)): Path<(String, String)>,
 ) -> Response {
@@ -64,7 +101,7 @@ async fn kick(
     }
 }
 
-async fn rtc_sessions(State(state): State<Arc<AppState>>) -> Json<Value> {
+async fn rtc_sessions(_: Admin, State(state): State<Arc<AppState>>) -> Json<Value> {
     let sessions = match &state.rtc {
         Some(rtc) => rtc.sessions().await,
         None => Vec::new(),

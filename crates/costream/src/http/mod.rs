@@ -1,5 +1,6 @@
 //! The HTTP edge: HTTP-FLV and HLS playback, the JSON API, health and metrics.
 
+pub mod admin;
 mod api;
 mod flv;
 mod hls;
@@ -78,7 +79,12 @@ async fn sdk() -> Response {
         .into_response()
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+async fn metrics(State(state): State<Arc<AppState>>, headers: axum::http::HeaderMap) -> Response {
+    if !state.config.http.public_metrics {
+        if let Err(refused) = admin::authorize(&state, &headers, crate::room::ALL_ROOMS) {
+            return refused;
+        }
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::metrics::render(&state.hub, &state.rooms),

@@ -12,8 +12,8 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::{LayoutSpec, MixSpec};
+use crate::http::admin::Admin;
 use crate::http::error;
-use crate::room::ALL_ROOMS;
 use crate::server::AppState;
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -22,31 +22,16 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/mixes/{id}", get(show).patch(update).delete(stop))
 }
 
-/// A request carrying an admin token for every room: what each handler here
-/// needs before anything else.
-pub struct AllRoomsAdmin;
-
-impl axum::extract::FromRequestParts<Arc<AppState>> for AllRoomsAdmin {
-    type Rejection = Response;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &Arc<AppState>,
-    ) -> Result<Self, Response> {
-        crate::room::authorize_admin(state, &parts.headers, ALL_ROOMS).map(|()| AllRoomsAdmin)
-    }
-}
-
 fn no_mix(id: &str) -> Response {
     error(StatusCode::NOT_FOUND, &format!("no mix {id}"))
 }
 
-async fn list(_: AllRoomsAdmin, State(state): State<Arc<AppState>>) -> Response {
+async fn list(_: Admin, State(state): State<Arc<AppState>>) -> Response {
     Json(json!({ "mixes": state.mixes.list() })).into_response()
 }
 
 async fn create(
-    _: AllRoomsAdmin,
+    _: Admin,
     State(state): State<Arc<AppState>>,
     Json(spec): Json<MixSpec>,
 ) -> Response {
@@ -59,11 +44,7 @@ async fn create(
     }
 }
 
-async fn show(
-    _: AllRoomsAdmin,
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> Response {
+async fn show(_: Admin, State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
     match state.mixes.describe(&id) {
         Some(v) => Json(v).into_response(),
         None => no_mix(&id),
@@ -78,7 +59,7 @@ struct Update {
 }
 
 async fn update(
-    _: AllRoomsAdmin,
+    _: Admin,
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     Json(u): Json<Update>,
@@ -90,11 +71,7 @@ async fn update(
     }
 }
 
-async fn stop(
-    _: AllRoomsAdmin,
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> Response {
+async fn stop(_: Admin, State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
     if state.mixes.stop(&id) {
         StatusCode::NO_CONTENT.into_response()
     } else {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -13,7 +13,6 @@ use serde_json::json;
 
 use super::protocol::{ErrorCode, TrackKind};
 use super::registry::ParticipantChange;
-use crate::access::TokenError;
 use crate::http::error;
 use crate::server::AppState;
 
@@ -32,33 +31,8 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/rooms/{room}/mix", post(mix))
 }
 
-/// Checks the bearer token: signed by a known key, not expired, with the
-/// admin grant, for `room` (or for every room).
-#[allow(clippy::result_large_err)]
-pub(crate) fn authorize(state: &AppState, headers: &HeaderMap, room: &str) -> Result<(), Response> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            error(
-                StatusCode::UNAUTHORIZED,
-                "an admin token is required: Authorization: Bearer JWT (costream token create --role host)",
-            )
-        })?;
-    let claims = crate::access::verify_token(state.rooms.keys(), token, state.config.auth.leeway)
-        .map_err(|e| error(StatusCode::UNAUTHORIZED, &e.to_string()))?;
-    if claims.room != ALL_ROOMS && claims.room != room {
-        let e = TokenError::WrongRoom {
-            token: claims.room,
-            wanted: room.to_owned(),
-        };
-        return Err(error(StatusCode::FORBIDDEN, &e.to_string()));
-    }
-    claims
-        .require_admin()
-        .map_err(|e| error(StatusCode::FORBIDDEN, &e.to_string()))
-}
+/// Admin of `room` (or of every room): see `crate::http::admin`.
+pub(crate) use crate::http::admin::authorize;
 
 fn refusal((code, message): (ErrorCode, String)) -> Response {
     let status = match code {

@@ -13,7 +13,6 @@ mod signal;
 mod state;
 pub mod webhooks;
 
-pub(crate) use admin::authorize as authorize_admin;
 pub use admin::{router as admin_router, ALL_ROOMS};
 pub use registry::{ParticipantChange, RoomSummary, Rooms};
 pub use signal::upgrade;

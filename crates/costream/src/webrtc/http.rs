@@ -126,9 +126,23 @@ async fn offer(
     } else {
         "whep"
     };
-    match rtc.offer(direction, key.clone(), sdp).await {
-        Ok((session, answer)) => {
-            let location = format!("/{kind}/{key}/{}", session.0);
+    match rtc.offer_watched(direction, key.clone(), sdp).await {
+        Ok((session, answer, ended)) => {
+            let id = match rtc.resources.insert(key.clone(), session) {
+                Ok(id) => id,
+                Err(e) => {
+                    tracing::error!("no randomness for a session URL: {e}");
+                    rtc.close(session).await;
+                    return error(StatusCode::SERVICE_UNAVAILABLE, "try again");
+                }
+            };
+            let resources = rtc.resources.clone();
+            let forget = id.clone();
+            tokio::spawn(async move {
+                let _ = ended.await;
+                resources.remove(&forget);
+            });
+            let location = format!("/{kind}/{key}/{id}");
             let mut response = (
                 StatusCode::CREATED,
                 [
@@ -159,17 +173,20 @@ async fn offer(
     }
 }
 
-fn session_id(s: &str) -> Option<SessionId> {
-    s.parse().ok().map(SessionId)
+/// The session a WHIP/WHEP URL names: its stream and its random id must
+/// both match.
+fn session_of(state: &AppState, app: &str, stream: &str, id: &str) -> Option<SessionId> {
+    let key = StreamKey::new(app, stream).ok()?;
+    state.rtc.as_ref()?.resources.get(&key, id)
 }
 
 /// Trickle ICE (RFC 8840 fragments): the `a=candidate:` lines are added.
 async fn trickle(
     State(state): State<Arc<AppState>>,
-    Path((_app, _stream, session)): Path<(String, String, String)>,
+    Path((app, stream, id)): Path<(String, String, String)>,
     body: Bytes,
 ) -> Response {
-    let (Some(rtc), Some(session)) = (&state.rtc, session_id(&session)) else {
+    let (Some(rtc), Some(session)) = (&state.rtc, session_of(&state, &app, &stream, &id)) else {
         return error(StatusCode::NOT_FOUND, "no such session");
     };
     let text = String::from_utf8_lossy(&body);
@@ -188,16 +205,17 @@ async fn trickle(
 
 async fn end(
     State(state): State<Arc<AppState>>,
-    Path((app, stream, session)): Path<(String, String, String)>,
+    Path((app, stream, id)): Path<(String, String, String)>,
 ) -> Response {
     let (Some(rtc), Some(session), Ok(key)) = (
         &state.rtc,
-        session_id(&session),
+        session_of(&state, &app, &stream, &id),
         StreamKey::new(&app, &stream),
     ) else {
         return error(StatusCode::NOT_FOUND, "no such session");
     };
     if rtc.delete(key, session).await {
+        rtc.resources.remove(&id);
         StatusCode::OK.into_response()
     } else {
         error(StatusCode::NOT_FOUND, "no such session")

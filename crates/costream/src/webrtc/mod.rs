@@ -5,6 +5,7 @@
 mod convert;
 pub mod http;
 mod levels;
+pub mod resources;
 mod shared;
 pub mod simulcast;
 mod video_gate;
@@ -74,6 +75,8 @@ pub struct RtcService {
     pub ice_links: Arc<Vec<String>>,
     /// Publishers' audio levels (rooms' active speakers).
     pub levels: AudioLevels,
+    /// WHIP/WHEP sessions by the random id of their URL.
+    pub resources: Arc<resources::Resources>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -261,6 +264,7 @@ impl RtcService {
             tcp_addr,
             ice_links,
             levels,
+            resources: Arc::default(),
         })
     }
 

@@ -24,7 +24,36 @@ pub async fn start_server(tweak: impl FnOnce(&mut Config)) -> Server {
     config.rtc.tcp_listen = Some("127.0.0.1:0".parse().unwrap());
     config.rtc.public_ips = vec!["127.0.0.1".parse().unwrap()];
     tweak(&mut config);
+    // Besides the test's own keys (the first signs tokens and webhooks):
+    // the one the tests call the control API with.
+    config.auth.api_keys.push(admin_key());
     Server::start(config).await.expect("server starts")
+}
+
+/// An API key every test server knows: the tests' admin credentials for the
+/// control API (`Authorization: Basic KEY:SECRET`).
+pub fn admin_key() -> costream::access::ApiKey {
+    costream::access::ApiKey {
+        key: "test-admin".into(),
+        secret: "test-admin-secret-0123456789".into(),
+    }
+}
+
+/// The `Authorization` header line of the tests' admin credentials.
+pub fn admin_header() -> String {
+    use base64::Engine;
+    let k = admin_key();
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", k.key, k.secret));
+    format!("Authorization: Basic {basic}\r\n")
+}
+
+/// A plain HTTP/1.0 request with the tests' admin credentials.
+pub async fn admin_request(addr: SocketAddr, method: &str, path: &str) -> (u16, Vec<u8>) {
+    http_request_with(addr, method, path, &admin_header()).await
+}
+
+pub async fn admin_get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    admin_request(addr, "GET", path).await
 }
 
 pub fn rtmp_url(server: &Server, key: &str) -> String {
@@ -135,8 +164,18 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
 }
 
 pub async fn http_request(addr: SocketAddr, method: &str, path: &str) -> (u16, Vec<u8>) {
+    http_request_with(addr, method, path, "").await
+}
+
+/// Same, with `headers` (whole lines, each ending in CRLF) in the request.
+pub async fn http_request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+) -> (u16, Vec<u8>) {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("{method} {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
+    s.write_all(format!("{method} {path} HTTP/1.0\r\nHost: test\r\n{headers}\r\n").as_bytes())
         .await
         .unwrap();
     let mut buf = Vec::new();
