@@ -64,6 +64,10 @@ pub struct Claims {
     pub grants: Grants,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The live stream (`app/stream`) this participant owns: what a host's
+    /// room mix may replace (the link-mic switch of her own stream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -91,6 +95,20 @@ pub fn mint(
     name: Option<String>,
     ttl: Duration,
 ) -> Result<String, TokenError> {
+    mint_owning(key, room, identity, role, name, None, ttl)
+}
+
+/// Mints a token whose participant owns the live stream `live` (see
+/// [`Claims::live`]).
+pub fn mint_owning(
+    key: &ApiKey,
+    room: &str,
+    identity: &str,
+    role: Role,
+    name: Option<String>,
+    live: Option<String>,
+    ttl: Duration,
+) -> Result<String, TokenError> {
     let exp = now_secs().saturating_add(ttl.as_secs());
     let claims = Claims {
         iss: key.key.clone(),
@@ -100,6 +118,7 @@ pub fn mint(
         role,
         grants: role.default_grants(),
         name,
+        live,
     };
     sign(key, &claims)
 }

@@ -37,7 +37,12 @@ fn now() -> u64 {
 }
 
 pub fn sign_publish(secret: &str, key: &StreamKey, ttl: Duration) -> String {
-    let expiry = now() + ttl.as_secs();
+    sign_until(secret, key, now() + ttl.as_secs())
+}
+
+/// A token valid until `expiry` (Unix seconds). Play tokens are the same
+/// scheme signed with `[auth] play_secret`.
+pub fn sign_until(secret: &str, key: &StreamKey, expiry: u64) -> String {
     let sig = mac(secret, key, expiry).finalize().into_bytes();
     format!("{expiry}.{}", hex::encode(sig))
 }

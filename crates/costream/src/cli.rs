@@ -57,6 +57,9 @@ pub struct ServeArgs {
     /// Require publishers to present a token signed with this secret.
     #[arg(long, env = "COSTREAM_PUBLISH_SECRET", hide_env_values = true)]
     pub publish_secret: Option<String>,
+    /// Require players of live streams to present a token signed with this secret.
+    #[arg(long, env = "COSTREAM_PLAY_SECRET", hide_env_values = true)]
+    pub play_secret: Option<String>,
     /// HLS target segment duration, e.g. 2s.
     #[arg(long, env = "COSTREAM_HLS_SEGMENT", value_parser = humantime::parse_duration)]
     pub hls_segment_duration: Option<Duration>,
@@ -89,6 +92,19 @@ pub enum TokenCommand {
         #[arg(long, env = "COSTREAM_PUBLISH_SECRET", hide_env_values = true)]
         secret: String,
     },
+    /// A play token for a stream key (`[auth] play_secret`): append
+    /// `?token=...` to the player's URL (RTMP, HTTP-FLV, HLS, WHEP).
+    Play {
+        /// The stream key, `app/stream`.
+        #[arg(long)]
+        stream: String,
+        /// How long the token is valid, e.g. 6h.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// The server's play secret.
+        #[arg(long, env = "COSTREAM_PLAY_SECRET", hide_env_values = true)]
+        secret: String,
+    },
     /// A room access token (JWT, HS256) for a link-mic room participant.
     Create {
         #[arg(long)]
@@ -101,6 +117,10 @@ pub enum TokenCommand {
         /// Display name.
         #[arg(long)]
         name: Option<String>,
+        /// The live stream (app/stream) this participant owns: a host's
+        /// room mix may replace only that one.
+        #[arg(long)]
+        live: Option<String>,
         /// How long the token is valid, e.g. 6h.
         #[arg(long, default_value = "6h", value_parser = humantime::parse_duration)]
         ttl: Duration,
@@ -138,6 +158,9 @@ impl ServeArgs {
         if let Some(s) = &self.publish_secret {
             config.auth.publish_secret = Some(s.clone()).filter(|s| !s.is_empty());
         }
+        if let Some(s) = &self.play_secret {
+            config.auth.play_secret = Some(s.clone()).filter(|s| !s.is_empty());
+        }
         if let Some(d) = self.hls_segment_duration {
             config.hls.segment_duration = d;
         }
@@ -174,11 +197,20 @@ pub fn run(cli: Cli) -> ExitCode {
             init_logging("warn");
             runtime().and_then(|rt| rt.block_on(crate::bench::run(args)))
         }
-        Command::Token(TokenCommand::Publish {
-            stream,
-            ttl,
-            secret,
-        }) => costream_hub::StreamKey::parse(&stream)
+        // Play tokens are the publish token's scheme, signed with the play
+        // secret.
+        Command::Token(
+            TokenCommand::Publish {
+                stream,
+                ttl,
+                secret,
+            }
+            | TokenCommand::Play {
+                stream,
+                ttl,
+                secret,
+            },
+        ) => costream_hub::StreamKey::parse(&stream)
             .map_err(anyhow::Error::from)
             .map(|key| println!("{}", crate::auth::sign_publish(&secret, &key, ttl))),
         Command::Token(TokenCommand::Create {
@@ -186,6 +218,7 @@ pub fn run(cli: Cli) -> ExitCode {
             identity,
             role,
             name,
+            live,
             ttl,
             api_key,
             api_secret,
@@ -194,7 +227,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 key: api_key,
                 secret: api_secret,
             };
-            crate::access::mint(&key, &room, &identity, role, name, ttl)
+            crate::access::mint_owning(&key, &room, &identity, role, name, live, ttl)
                 .map_err(anyhow::Error::from)
                 .map(|token| println!("{token}"))
         }

@@ -19,7 +19,19 @@ pub struct Config {
     pub auth: AuthConfig,
     pub rooms: RoomsConfig,
     pub console: ConsoleConfig,
+    pub mix: MixConfig,
     pub log: LogConfig,
+}
+
+/// Server-side mixes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MixConfig {
+    /// Hosts (`cdn.example`) a room's host may have its mix pushed to over
+    /// RTMP (the `push` of the `mix` message or of the room's admin API with
+    /// a host's token); none by default. Operators (API keys, `*` tokens)
+    /// may push anywhere.
+    pub push_allow: Vec<String>,
 }
 
 /// The web console at `/` (pages for hosts, guests, viewers and operators).
@@ -86,8 +98,13 @@ pub struct RtmpConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
-    /// `Access-Control-Allow-Origin` for players and the API.
+    /// `Access-Control-Allow-Origin` for players' media: HTTP-FLV, HLS,
+    /// WHIP/WHEP and the SDK.
     pub cors_origin: String,
+    /// Other sites (exact origins, `https://app.example`) whose pages may
+    /// call the control API and the console's token endpoint; none by
+    /// default: same-origin only.
+    pub api_cors_origins: Vec<String>,
     /// `/metrics` answers anybody; otherwise only admins (a bearer admin
     /// token for every room, or Basic with an API key and its secret).
     pub public_metrics: bool,
@@ -182,6 +199,23 @@ pub struct AuthConfig {
     /// When set, publishers must present `?token=` signed with this secret
     /// (`costream token publish`).
     pub publish_secret: Option<String>,
+    /// When set, players of live streams must present `?token=` signed
+    /// with this secret (`costream token play`), over every protocol.
+    /// Empty: off. Room feeds always need a room token instead.
+    #[serde(with = "empty_is_none")]
+    pub play_secret: Option<String>,
+    /// An http:// URL asked before each play of a live stream (POST JSON
+    /// `{action, stream, app, name, protocol, client_ip, query}`): a 2xx
+    /// answer allows, anything else or no answer in `callback_timeout`
+    /// refuses. Empty: off.
+    #[serde(with = "empty_is_none")]
+    pub on_play: Option<String>,
+    /// The same for each publish (RTMP and WHIP). Empty: off.
+    #[serde(with = "empty_is_none")]
+    pub on_publish: Option<String>,
+    /// How long `on_play` and `on_publish` may take to answer.
+    #[serde(with = "humantime_serde")]
+    pub callback_timeout: Duration,
     /// How long after its expiry a room access token is still taken, for
     /// clocks a little apart (whole seconds; 0: none).
     #[serde(with = "humantime_serde")]
@@ -195,9 +229,28 @@ impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             publish_secret: None,
+            play_secret: None,
+            on_play: None,
+            on_publish: None,
+            callback_timeout: crate::play_auth::DEFAULT_CALLBACK_TIMEOUT,
             leeway: crate::access::DEFAULT_LEEWAY,
             api_keys: Vec::new(),
         }
+    }
+}
+
+/// An optional string written as `""` when unset, so that the setting
+/// shows in `costream default-config` (TOML has no null).
+mod empty_is_none {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.as_deref().unwrap_or(""))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let v = String::deserialize(d)?;
+        Ok(Some(v).filter(|v| !v.is_empty()))
     }
 }
 
@@ -272,6 +325,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: ([0, 0, 0, 0], 8080).into(),
             cors_origin: "*".into(),
+            api_cors_origins: Vec::new(),
             // It names every stream and room: not for strangers by default.
             public_metrics: false,
             // What players pick from; room feeds are never in it for them.
@@ -350,6 +404,30 @@ impl Config {
                 "auth.publish_secret must be at least 8 characters"
             );
         }
+        if let Some(s) = &self.auth.play_secret {
+            anyhow::ensure!(
+                s.len() >= 8,
+                "auth.play_secret must be at least 8 characters"
+            );
+            // The schemes are the same: a play URL must not let its holder publish.
+            anyhow::ensure!(
+                self.auth.publish_secret.as_ref() != Some(s),
+                "auth.play_secret must differ from auth.publish_secret"
+            );
+        }
+        for (name, url) in [
+            ("on_play", &self.auth.on_play),
+            ("on_publish", &self.auth.on_publish),
+        ] {
+            if let Some(url) = url {
+                crate::room::webhooks::check_url(url).with_context(|| format!("auth.{name}"))?;
+            }
+        }
+        anyhow::ensure!(
+            self.auth.callback_timeout >= Duration::from_millis(100)
+                && self.auth.callback_timeout <= Duration::from_secs(30),
+            "auth.callback_timeout must be between 100ms and 30s"
+        );
         for k in &self.auth.api_keys {
             anyhow::ensure!(
                 !k.key.is_empty() && k.secret.len() >= 16,
@@ -401,6 +479,34 @@ mod tests {
         assert_eq!(partial.hls.segment_duration, Duration::from_secs(4));
         assert_eq!(partial.rtmp.chunk_size, 4096);
         assert!(toml::from_str::<Config>("[rtmp]\nlisten_port = 1").is_err());
+    }
+
+    #[test]
+    fn play_protection_settings_show_off_and_parse() {
+        let text = Config::default().to_toml();
+        for line in [
+            "play_secret = \"\"",
+            "on_play = \"\"",
+            "on_publish = \"\"",
+            "callback_timeout = \"2s\"",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back.auth.play_secret, None);
+        assert_eq!(back.auth.on_play, None);
+        let c: Config = toml::from_str(
+            "[auth]\nplay_secret = \"play-secret\"\non_play = \"http://127.0.0.1:9/auth\"",
+        )
+        .unwrap();
+        assert_eq!(c.auth.play_secret.as_deref(), Some("play-secret"));
+        assert!(c.validate().is_ok());
+        let mut same = c.clone();
+        same.auth.publish_secret = same.auth.play_secret.clone();
+        assert!(same.validate().is_err(), "a play secret that publishes");
+        let mut https = c;
+        https.auth.on_play = Some("https://auth.example/play".into());
+        assert!(https.validate().is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod io;
 pub mod metrics;
 pub mod mix;
 pub mod mux;
+pub mod play_auth;
 pub mod room;
 pub mod rtmp;
 pub mod server;

@@ -12,6 +12,7 @@ pub const BYTES_RECEIVED: &str = "costream_bytes_received_total";
 pub const FIRST_FRAME: &str = "costream_first_frame_seconds";
 pub const SESSIONS: &str = "costream_sessions_total";
 pub const REJECTED: &str = "costream_rejected_total";
+pub const REFUSED: &str = "costream_refused_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -45,6 +46,10 @@ pub fn handle() -> &'static PrometheusHandle {
         metrics::describe_counter!(
             REJECTED,
             "Publish or play requests refused, by protocol and reason"
+        );
+        metrics::describe_counter!(
+            REFUSED,
+            "Play or publish requests the access policy refused, by protocol and reason"
         );
         handle
     })

@@ -93,9 +93,20 @@ impl Server {
                 state.config.dev_tokens()
             );
         }
+        if state.config.auth.play_secret.is_some() {
+            tracing::info!(
+                "playing live streams requires a token (costream token play --stream APP/STREAM)"
+            );
+        }
         if state.config.auth.publish_secret.is_some() {
             tracing::info!(
                 "publishing requires a token (costream token publish --stream APP/STREAM)"
+            );
+        } else if state.config.auth.on_publish.is_none() {
+            // The zero-config default; said once, plainly, where operators look.
+            tracing::warn!(
+                "anyone who reaches this server may publish: set [auth] publish_secret or on_publish \
+                 before you expose it (README: Before you expose it)"
             );
         }
         Ok(Server {

@@ -502,15 +502,25 @@ async fn chromium_three_participants_see_and_hear_each_other() {
     }
 }
 
-/// Tokens for republish.mjs in `room`: host hana, guest gus, audience ada.
+/// Tokens for republish.mjs in `room`: host hana (who owns `live/hana`),
+/// guest gus, audience ada.
 fn host_guest_audience(room: &str) -> [String; 3] {
     use costream::access::Role;
+    let hana = costream::access::mint_owning(
+        &room_key(),
+        room,
+        "hana",
+        Role::Host,
+        None,
+        Some("live/hana".into()),
+        Duration::from_secs(600),
+    )
+    .expect("mint a token");
     [
-        ("hana", Role::Host),
-        ("gus", Role::Guest),
-        ("ada", Role::Audience),
+        hana,
+        room_token(room, "gus", Role::Guest),
+        room_token(room, "ada", Role::Audience),
     ]
-    .map(|(identity, role)| room_token(room, identity, role))
 }
 
 /// Second times (issue 23): a guest publishes, unpublishes and publishes

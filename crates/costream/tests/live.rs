@@ -511,3 +511,78 @@ async fn hls_playlist_ends_with_endlist_when_the_publisher_leaves() {
         "{packets} video packets in the ended playlist"
     );
 }
+
+/// Players' media answers every site's pages (`[http] cors_origin`, `*`),
+/// but the control API and the console's token endpoint only the server's
+/// own pages and `[http] api_cors_origins`: a page of another site open in
+/// an operator's browser can neither read the API nor mint itself a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_api_answers_other_sites_only_when_named() {
+    let server = start_server(|c| {
+        c.console.dev_tokens = costream::config::DevTokens::Loopback;
+        c.http.api_cors_origins = vec!["https://ops.example".into()];
+    })
+    .await;
+    let addr = server.http_addr;
+    let _push = ffmpeg_push(&rtmp_url(&server, "live/cors"), &[]);
+    wait_for_stream(&server, "live/cors").await;
+    let get = |path: &str, origin: &str| {
+        format!(
+            "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nOrigin: {origin}\r\n\r\n",
+            addr.port()
+        )
+    };
+    let preflight = |path: &str, origin: &str| {
+        format!(
+            "OPTIONS {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nOrigin: {origin}\r\n\
+             Access-Control-Request-Method: DELETE\r\nAccess-Control-Request-Headers: authorization\r\n\r\n",
+            addr.port()
+        )
+    };
+    let acao = |head: &str| header(head, "access-control-allow-origin").map(str::to_owned);
+    // Media: any site.
+    let (status, head, _) = http_raw(
+        addr,
+        get("/live/cors.m3u8", "https://evil.example").as_bytes(),
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(acao(&head).as_deref(), Some("*"), "{head}");
+    // The control API: not for another site, read or preflight...
+    for request in [
+        get("/api/v1/streams", "https://evil.example"),
+        preflight("/api/v1/streams/live/cors", "https://evil.example"),
+        get("/metrics", "https://evil.example"),
+    ] {
+        let (_, head, _) = http_raw(addr, request.as_bytes(), b"").await;
+        assert_eq!(acao(&head), None, "{request}\n{head}");
+    }
+    // ...but for the configured one.
+    let (_, head, _) = http_raw(
+        addr,
+        preflight("/api/v1/streams/live/cors", "https://ops.example").as_bytes(),
+        b"",
+    )
+    .await;
+    assert_eq!(
+        acao(&head).as_deref(),
+        Some("https://ops.example"),
+        "{head}"
+    );
+    // The development token: the console's own page gets one, another
+    // site's page or a rebound name does not.
+    let token = "/api/v1/dev/token?room=r1&identity=h&role=host";
+    let own = format!("http://127.0.0.1:{}", addr.port());
+    let (status, _, _) = http_raw(addr, get(token, &own).as_bytes(), b"").await;
+    assert_eq!(status, 200);
+    let (status, _, body) =
+        http_raw(addr, get(token, "https://evil.example").as_bytes(), b"").await;
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    let rebound = format!(
+        "GET {token} HTTP/1.0\r\nHost: evil.example:{}\r\n\r\n",
+        addr.port()
+    );
+    let (status, _, _) = http_raw(addr, rebound.as_bytes(), b"").await;
+    assert_eq!(status, 403);
+}

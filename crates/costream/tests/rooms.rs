@@ -53,6 +53,25 @@ async fn join(server: &Server, room: &str, identity: &str, role: Role) -> RoomCl
     client
 }
 
+/// A host whose token owns the live stream `live` (its room's mix may
+/// replace it).
+async fn join_owning(server: &Server, room: &str, identity: &str, live: &str) -> RoomClient {
+    let token = costream::access::mint_owning(
+        &key(),
+        room,
+        identity,
+        Role::Host,
+        None,
+        Some(live.into()),
+        Duration::from_secs(600),
+    )
+    .unwrap();
+    let (client, _) = RoomClient::join(&ws_url(server, &token))
+        .await
+        .unwrap_or_else(|e| panic!("{identity} joins: {e}"));
+    client
+}
+
 /// A str0m offer sending (publish) or receiving (subscribe) audio and video.
 fn offer(direction: Direction) -> (RtcPeer, String) {
     let factory = RtcClientFactory::default();
@@ -1405,8 +1424,44 @@ async fn a_host_mix_switches_its_live_stream_while_guests_publish() {
     let spec = |v: serde_json::Value| ClientMessage::Mix {
         spec: v.as_object().unwrap().clone(),
     };
-    let mut host = join(&server, "h", "host", Role::Host).await;
+    let mut host = join_owning(&server, "h", "host", "live/host1").await;
     let mut viewer = join(&server, "h", "viewer", Role::Audience).await;
+    // A host touches only what its room owns: not another's live stream,
+    // not an output named after another room, not an unlisted push target
+    // (the server would connect there); one whose token names no live
+    // stream replaces none.
+    let mut stranger = join(&server, "h2", "host", Role::Host).await;
+    for (stranger_asks, bad) in [
+        (false, serde_json::json!({"replace": "live/someone"})),
+        (false, serde_json::json!({"output": "live/elsewhere"})),
+        (
+            false,
+            serde_json::json!({"push": ["rtmp://127.0.0.1:1/app/key"]}),
+        ),
+        (true, serde_json::json!({"replace": "live/host1"})),
+    ] {
+        let who = if stranger_asks {
+            &mut stranger
+        } else {
+            &mut host
+        };
+        let answer = who.request(spec(bad.clone())).await.unwrap();
+        assert_eq!(
+            error_code(&answer),
+            Some(ErrorCode::NotGranted),
+            "{bad}: {answer:?}"
+        );
+    }
+    // The room's admin API holds a host's token to the same rule.
+    let (status, body) = admin(
+        &server,
+        "POST",
+        "/api/v1/rooms/h2/mix",
+        Some(&token("h2", "host", Role::Host)),
+        r#"{"replace":"live/host1"}"#,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
     let answer = viewer
         .request(spec(serde_json::json!({"replace": "live/host1"})))
         .await
@@ -1639,7 +1694,7 @@ async fn the_last_host_leaving(keep: bool) {
                 .unwrap_or_default()
         }
     };
-    let mut host = join(&server, "hl", "host", Role::Host).await;
+    let mut host = join_owning(&server, "hl", "host", "live/host1").await;
     let mut guest = join(&server, "hl", "guest", Role::Guest).await;
     let answer = host
         .request(ClientMessage::Mix {

@@ -3,9 +3,10 @@
 // stalls, frames decoded). An ES module; no build step.
 
 /** A token for a room (`*` with role host for the dashboard). */
-export async function devToken({ room, identity, role = 'audience' }) {
+export async function devToken({ room, identity, role = 'audience', live }) {
   const q = new URLSearchParams({ room, role });
   if (identity) q.set('identity', identity);
+  if (live) q.set('live', live); // the host's own live stream, which her room's mix may replace
   const res = await fetch(`/api/v1/dev/token?${q}`);
   const body = await res.json().catch(() => ({}));
   if (!res.ok) throw new Error(body.error || `token: HTTP ${res.status}`);

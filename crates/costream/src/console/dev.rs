@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::access::{mint, Role};
+use crate::access::{mint_owning, Role};
 use crate::config::DevTokens;
 use crate::http::error;
 use crate::server::AppState;
@@ -29,6 +29,10 @@ pub struct TokenQuery {
     identity: Option<String>,
     #[serde(default)]
     role: Option<String>,
+    /// A host's own live stream (`app/stream`), which her room's mix may
+    /// replace.
+    #[serde(default)]
+    live: Option<String>,
 }
 
 pub async fn token(
@@ -37,7 +41,9 @@ pub async fn token(
     headers: HeaderMap,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    if let Err(why) = allowed(state.config.dev_tokens(), peer, &headers) {
+    if let Err(why) = allowed(state.config.dev_tokens(), peer, &headers)
+        .and_then(|()| same_site(&state.config.http.api_cors_origins, &headers))
+    {
         return error(StatusCode::FORBIDDEN, &why);
     }
     let role = match q.role.as_deref().unwrap_or("audience") {
@@ -64,7 +70,15 @@ pub async fn token(
     let Some(key) = state.rooms.keys().first() else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "no API key to sign with");
     };
-    match mint(key, &q.room, &identity, role, None, TTL) {
+    let live = match q.live.filter(|l| !l.is_empty()) {
+        Some(l) if role == Role::Host => match costream_hub::StreamKey::parse(&l) {
+            Ok(k) => Some(k.to_string()),
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("live {l:?}: {e}")),
+        },
+        Some(_) => return error(StatusCode::BAD_REQUEST, "only a host owns a live stream"),
+        None => None,
+    };
+    match mint_owning(key, &q.room, &identity, role, None, live, TTL) {
         Ok(token) => Json(json!({
             "token": token,
             "room": q.room,
@@ -96,7 +110,7 @@ fn allowed(mode: DevTokens, peer: SocketAddr, headers: &HeaderMap) -> Result<(),
             let proxied = ["forwarded", "x-forwarded-for", "x-real-ip"]
                 .iter()
                 .any(|h| headers.contains_key(*h));
-            if peer.ip().is_loopback() && !proxied {
+            if peer.ip().is_loopback() && !proxied && loopback_host(headers) {
                 Ok(())
             } else {
                 Err(
@@ -106,6 +120,47 @@ fn allowed(mode: DevTokens, peer: SocketAddr, headers: &HeaderMap) -> Result<(),
                 )
             }
         }
+    }
+}
+
+/// The request names this machine: a page of another site whose name
+/// resolves to 127.0.0.1 (DNS rebinding) sends its own name as `Host`.
+fn loopback_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let name = match host.rsplit_once(':') {
+        // `[::1]:8080`, `127.0.0.1:8080`, `localhost:8080`
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A browser's request from a page of this server's own origin (or of one
+/// of `[http] api_cors_origins`): another site's page open in the same
+/// browser must not mint itself a host token.
+fn same_site(allowed: &[String], headers: &HeaderMap) -> Result<(), String> {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return Ok(()); // not a cross-origin browser request (curl, same-origin GET)
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let authority = origin.split_once("://").map_or("", |(_, a)| a);
+    if (!host.is_empty() && authority.eq_ignore_ascii_case(host))
+        || allowed.iter().any(|o| o == origin)
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "development tokens are for the console's own pages, not for {origin}"
+        ))
     }
 }
 
@@ -128,10 +183,41 @@ mod tests {
     fn who_gets_development_tokens() {
         let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         let remote: SocketAddr = "192.0.2.7:5000".parse().unwrap();
-        let none = HeaderMap::new();
-        let mut proxied = HeaderMap::new();
-        proxied.insert("x-forwarded-for", "198.51.100.1".parse().unwrap());
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, v.parse().unwrap());
+            }
+            h
+        };
+        let none = headers(&[("host", "127.0.0.1:8080")]);
+        let proxied = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("x-forwarded-for", "198.51.100.1"),
+        ]);
         assert!(allowed(DevTokens::Loopback, local, &none).is_ok());
+        for host in ["localhost:8080", "[::1]:8080", "127.0.0.1"] {
+            assert!(
+                allowed(DevTokens::Loopback, local, &headers(&[("host", host)])).is_ok(),
+                "{host}"
+            );
+        }
+        // A site whose name resolves to 127.0.0.1 (DNS rebinding).
+        let rebound = headers(&[("host", "evil.example:8080")]);
+        assert!(allowed(DevTokens::Loopback, local, &rebound).is_err());
+        // Another site's page in the same browser.
+        let cross = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://evil.example"),
+        ]);
+        assert!(same_site(&[], &cross).is_err());
+        assert!(same_site(&["http://evil.example".into()], &cross).is_ok());
+        let own = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://127.0.0.1:8080"),
+        ]);
+        assert!(same_site(&[], &own).is_ok());
+        assert!(same_site(&[], &none).is_ok());
         assert!(allowed(DevTokens::Loopback, remote, &none).is_err());
         assert!(allowed(DevTokens::Loopback, local, &proxied).is_err());
         assert!(allowed(DevTokens::Any, remote, &proxied).is_ok());

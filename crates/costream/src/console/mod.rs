@@ -25,6 +25,12 @@ pub fn router() -> Router<Arc<AppState>> {
         )
         .route("/console/{file}", get(asset))
         .route("/console/vendor/{file}", get(vendor))
+}
+
+/// The pages' API: development tokens and what the pages need to know
+/// (under the control API's CORS policy).
+pub fn api_router() -> Router<Arc<AppState>> {
+    Router::new()
         .route("/api/v1/dev/token", get(dev::token))
         .route("/api/v1/console", get(dev::info))
 }

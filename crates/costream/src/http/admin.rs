@@ -16,7 +16,7 @@ use axum::response::Response;
 use base64::Engine;
 
 use super::error;
-use crate::access::TokenError;
+use crate::access::{Claims, TokenError};
 use crate::room::ALL_ROOMS;
 use crate::server::AppState;
 
@@ -54,16 +54,35 @@ impl axum::extract::FromRequestParts<Arc<AppState>> for MaybeAdmin {
     }
 }
 
+/// What an admin may reach.
+pub enum Scope {
+    /// Every room and stream: an API key, or a token for room `*`.
+    Operator,
+    /// One room: a token with the admin grant for it (a host's), whose
+    /// claims say what else it owns.
+    Room(Box<Claims>),
+}
+
 /// Checks the caller is an admin of `room` (or of every room).
 #[allow(clippy::result_large_err)]
 pub(crate) fn authorize(state: &AppState, headers: &HeaderMap, room: &str) -> Result<(), Response> {
+    authorize_scope(state, headers, room).map(drop)
+}
+
+/// Like [`authorize`], saying how far the caller's rights go.
+#[allow(clippy::result_large_err)]
+pub(crate) fn authorize_scope(
+    state: &AppState,
+    headers: &HeaderMap,
+    room: &str,
+) -> Result<Scope, Response> {
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if let Some(basic) = value.strip_prefix("Basic ") {
         return if api_key_matches(state, basic.trim()) {
-            Ok(())
+            Ok(Scope::Operator)
         } else {
             Err(error(
                 StatusCode::UNAUTHORIZED,
@@ -89,7 +108,12 @@ pub(crate) fn authorize(state: &AppState, headers: &HeaderMap, room: &str) -> Re
     }
     claims
         .require_admin()
-        .map_err(|e| error(StatusCode::FORBIDDEN, &e.to_string()))
+        .map_err(|e| error(StatusCode::FORBIDDEN, &e.to_string()))?;
+    Ok(if claims.room == ALL_ROOMS {
+        Scope::Operator
+    } else {
+        Scope::Room(Box::new(claims))
+    })
 }
 
 /// `KEY:SECRET` (base64) names a configured API key with its secret.

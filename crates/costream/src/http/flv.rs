@@ -14,9 +14,13 @@ use futures_util::stream;
 
 use super::error;
 use crate::mux;
+use crate::play_auth::{authorize, Action, Client};
 use crate::server::AppState;
 
-pub(super) async fn play(state: Arc<AppState>, key: StreamKey) -> Response {
+pub(super) async fn play(state: Arc<AppState>, key: StreamKey, client: Client) -> Response {
+    if let Err(refusal) = authorize(&state, &client.ask(&key, Action::Play, "flv")).await {
+        return refusal.response();
+    }
     let mut sub = match state.bridges.subscribe(&key, Protocol::Flv) {
         Ok(s) => s,
         Err(e) => {

@@ -16,11 +16,12 @@ use bytes::{Buf, Bytes, BytesMut};
 use costream_hub::{Protocol, StreamKey, Subscriber};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
 use crate::io::write_viewer;
+use crate::play_auth::{authorize, Action, Client};
 use crate::server::AppState;
 
 /// Bounds on the first request head we look at ourselves.
@@ -55,17 +56,34 @@ async fn connection(mut tcp: TcpStream, peer: SocketAddr, state: Arc<AppState>, 
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&head) {
-            Ok(httparse::Status::Complete(_)) => break flv_request(&req, &state),
+            Ok(httparse::Status::Complete(_)) => break flv_request(&req, peer),
             Ok(httparse::Status::Partial) if head.len() < MAX_HEAD => continue,
             // Too large or malformed: hyper answers with the right error.
             _ => break None,
         }
     };
-    if let Some((key, sub)) = flv {
-        if let Err(e) = serve_flv(&mut tcp, key, sub, &state, started).await {
-            tracing::debug!(%peer, "HTTP-FLV viewer left: {e}");
+    if let Some((key, client)) = flv {
+        if let Err(refusal) = authorize(&state, &client.ask(&key, Action::Play, "flv")).await {
+            let body = serde_json::json!({ "error": refusal.message }).to_string();
+            let response = format!(
+                "HTTP/1.1 {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                 Access-Control-Allow-Origin: {}\r\nConnection: close\r\n\r\n{body}",
+                refusal.status,
+                body.len(),
+                state.config.http.cors_origin
+            );
+            let write = tcp.write_all(response.as_bytes());
+            let _ = tokio::time::timeout(state.config.rtmp.write_timeout, write).await;
+            return;
         }
-        return;
+        // Unknown streams fall through to axum, which answers 404 with a
+        // reason.
+        if let Ok(sub) = state.bridges.subscribe(&key, Protocol::Flv) {
+            if let Err(e) = serve_flv(&mut tcp, key, sub, &state, started).await {
+                tracing::debug!(%peer, "HTTP-FLV viewer left: {e}");
+            }
+            return;
+        }
     }
     let io = TokioIo::new(Rewind {
         prefix: head.freeze(),
@@ -84,17 +102,29 @@ async fn connection(mut tcp: TcpStream, peer: SocketAddr, state: Arc<AppState>, 
     }
 }
 
-/// A `GET /{app}/{stream}.flv` of a live stream: its key and a new viewer.
-fn flv_request(req: &httparse::Request, state: &AppState) -> Option<(StreamKey, Subscriber)> {
+/// A `GET /{app}/{stream}.flv`: its key and who asks (for the play policy).
+fn flv_request(req: &httparse::Request, peer: SocketAddr) -> Option<(StreamKey, Client)> {
     if req.method != Some("GET") {
         return None;
     }
-    let path = req.path?.split('?').next()?;
+    let (path, query) = match req.path?.split_once('?') {
+        Some((p, q)) => (p, q),
+        None => (req.path?, ""),
+    };
     let (app, file) = path.strip_prefix('/')?.split_once('/')?;
     let key = StreamKey::new(app, file.strip_suffix(".flv")?).ok()?;
-    // Unknown streams fall through to axum, which answers 404 with a reason.
-    let sub = state.bridges.subscribe(&key, Protocol::Flv).ok()?;
-    Some((key, sub))
+    let authorization = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+        .and_then(|h| std::str::from_utf8(h.value).ok())
+        .map(str::to_owned);
+    let client = Client {
+        query: query.to_owned(),
+        authorization,
+        ip: Some(peer.ip()),
+    };
+    Some((key, client))
 }
 
 async fn serve_flv(

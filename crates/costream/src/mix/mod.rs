@@ -6,6 +6,7 @@ mod engine;
 mod input;
 mod layout;
 mod push;
+pub mod scope;
 mod sync;
 mod task;
 

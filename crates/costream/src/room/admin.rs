@@ -13,7 +13,9 @@ use serde_json::json;
 
 use super::protocol::{ErrorCode, TrackKind};
 use super::registry::ParticipantChange;
+use crate::http::admin::Scope;
 use crate::http::error;
+use crate::mix::scope::MixOwner;
 use crate::server::AppState;
 
 /// The room name an admin token uses for every room.
@@ -201,9 +203,10 @@ async fn mix(
     Path(room): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&state, &headers, &room) {
-        return r;
-    }
+    let scope = match crate::http::admin::authorize_scope(&state, &headers, &room) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     let spec: serde_json::Value = if body.is_empty() {
         json!({})
     } else {
@@ -216,6 +219,15 @@ async fn mix(
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e),
     };
+    let owner = match &scope {
+        Scope::Operator => MixOwner::Operator,
+        Scope::Room(claims) => MixOwner::Host {
+            live: claims.live.as_deref(),
+        },
+    };
+    if let Err(e) = crate::mix::scope::check(&spec, &room, &owner, &state.config.mix.push_allow) {
+        return error(StatusCode::FORBIDDEN, &e);
+    }
     match state.mixes.create_for_room(state.rooms.clone(), room, spec) {
         Ok(id) => (StatusCode::CREATED, Json(json!({ "id": id }))).into_response(),
         Err((code, message)) => error(

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::protocol::{ClientMessage, ErrorCode, ServerMessage};
 use super::registry::{Membership, Rooms};
+use crate::mix::scope::MixOwner;
 use crate::mix::{LayoutSpec, Mixes};
 
 pub fn handle(
@@ -14,6 +15,7 @@ pub fn handle(
     m: &Membership,
     id: Option<String>,
     message: ClientMessage,
+    push_allow: &[String],
 ) -> ServerMessage {
     let request = message.name();
     let refuse = |code, message: String| ServerMessage::Error {
@@ -63,6 +65,12 @@ pub fn handle(
                 Ok(s) => s,
                 Err(e) => return refuse(ErrorCode::BadRequest, e),
             };
+            let owner = MixOwner::Host {
+                live: m.live.as_deref(),
+            };
+            if let Err(e) = crate::mix::scope::check(&spec, &m.room, &owner, push_allow) {
+                return refuse(ErrorCode::NotGranted, e);
+            }
             match mixes.create_for_room(rooms.clone(), m.room.clone(), spec) {
                 Ok(mix) => {
                     tracing::info!(room = %m.room, by = %m.identity, %mix, "room mix started by a host");

@@ -29,8 +29,9 @@ pub fn is_room_feed(key: &costream_hub::StreamKey) -> bool {
     key.app().starts_with("room.")
 }
 
-/// The configured API keys, or a development key made for this run (and
-/// printed, so that tokens can be minted for it) when none is configured.
+/// The configured API keys, or a development key made for this run when
+/// none is configured (its secret never leaves the process: the console's
+/// pages on this machine get their tokens from the server).
 pub fn api_keys(configured: &[ApiKey]) -> Vec<ApiKey> {
     if !configured.is_empty() {
         return configured.to_vec();
@@ -39,23 +40,22 @@ pub fn api_keys(configured: &[ApiKey]) -> Vec<ApiKey> {
         key: "dev".into(),
         secret: random_secret(),
     };
+    // The secret stays in memory: a log is read by more people than the
+    // server's owner.
     tracing::warn!(
-        "no [[auth.api_keys]] configured: room tokens use a development key made for this run. Mint one with: \
-         COSTREAM_API_KEY={} COSTREAM_API_SECRET={} costream token create --room ROOM --identity NAME --role host",
-        key.key,
-        key.secret
+        "no [[auth.api_keys]] configured: room tokens are signed with a development key made for this run \
+         (its secret is not shown). The console's pages on this machine get tokens from /api/v1/dev/token; \
+         to mint tokens yourself, configure [[auth.api_keys]] and use costream token create"
     );
     vec![key]
 }
 
-/// 32 hex digits from the OS's randomness (std seeds `RandomState` from it).
+/// 128 bits from the OS's randomness, as 32 hex digits.
 fn random_secret() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    (0..2)
-        .map(|_| {
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u64(std::process::id().into());
-            format!("{:016x}", h.finish())
-        })
-        .collect()
+    let mut bits = [0u8; 16];
+    if let Err(e) = getrandom::fill(&mut bits) {
+        // No randomness at all: nothing safe to sign with.
+        panic!("no randomness for the development key: {e}");
+    }
+    hex::encode(bits)
 }

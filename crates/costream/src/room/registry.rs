@@ -48,6 +48,8 @@ struct Inner {
 pub struct Membership {
     pub room: String,
     pub identity: String,
+    /// The live stream its token says it owns (`Claims::live`).
+    pub live: Option<String>,
     pub conn: u64,
     pub outbox: mpsc::Receiver<Outgoing>,
     pub joined: ServerMessage,
@@ -169,6 +171,7 @@ impl Rooms {
         Ok(Membership {
             room: claims.room.clone(),
             identity: claims.sub.clone(),
+            live: claims.live.clone(),
             conn,
             outbox,
             joined,
@@ -1069,6 +1072,14 @@ impl Rooms {
         live.into_iter()
             .map(|((guest, _), k)| (k, !guest))
             .collect()
+    }
+
+    /// A participant's current grants, `None` when they are not (or no
+    /// longer) in the room: whether a room token still admits its bearer
+    /// to the room's media (a kicked participant keeps their token).
+    pub fn member_grants(&self, room: &str, identity: &str) -> Option<crate::access::Grants> {
+        let rooms = self.inner.rooms.lock();
+        rooms.get(room)?.get(identity).map(|p| p.info.grants)
     }
 
     /// A room and its participants, `None` when there is no such room.

@@ -68,8 +68,9 @@ pub async fn upgrade(
     // any host can leave one.
     rooms.bind_mixes(&mixes);
     let leeway = state.config.auth.leeway;
+    let push_allow = state.config.mix.push_allow.clone();
     ws.max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| run(socket, rooms, mixes, params, leeway))
+        .on_upgrade(move |socket| run(socket, rooms, mixes, params, leeway, push_allow))
 }
 
 fn authorize(rooms: &Rooms, params: &Params, leeway: Duration) -> Result<Claims, String> {
@@ -122,7 +123,14 @@ async fn close(
     .await;
 }
 
-async fn run(socket: WebSocket, rooms: Rooms, mixes: Mixes, params: Params, leeway: Duration) {
+async fn run(
+    socket: WebSocket,
+    rooms: Rooms,
+    mixes: Mixes,
+    params: Params,
+    leeway: Duration,
+    push_allow: Vec<String>,
+) {
     let claims = match authorize(&rooms, &params, leeway) {
         Ok(c) => c,
         Err(why) => {
@@ -135,12 +143,18 @@ async fn run(socket: WebSocket, rooms: Rooms, mixes: Mixes, params: Params, leew
         Ok(m) => m,
         Err((code, why)) => return refuse(socket, code, 4400, why).await,
     };
-    let left = serve(socket, &rooms, &mixes, &mut membership).await;
+    let left = serve(socket, &rooms, &mixes, &mut membership, &push_allow).await;
     rooms.disconnected(&membership, left);
 }
 
 /// Returns whether the participant left on purpose.
-async fn serve(socket: WebSocket, rooms: &Rooms, mixes: &Mixes, m: &mut Membership) -> bool {
+async fn serve(
+    socket: WebSocket,
+    rooms: &Rooms,
+    mixes: &Mixes,
+    m: &mut Membership,
+    push_allow: &[String],
+) -> bool {
     let (mut sink, mut stream) = socket.split();
     if sink
         .send(Message::Text(m.joined.to_json().into()))
@@ -190,7 +204,7 @@ async fn serve(socket: WebSocket, rooms: &Rooms, mixes: &Mixes, m: &mut Membersh
                 let leave = envelope.message == ClientMessage::Leave;
                 let answer = match envelope.message {
                     msg @ (ClientMessage::Mix { .. } | ClientMessage::MixStop) => {
-                        Some(super::host_mix::handle(rooms, mixes, m, envelope.id, msg))
+                        Some(super::host_mix::handle(rooms, mixes, m, envelope.id, msg, push_allow))
                     }
                     msg => rooms.handle(m, envelope.id, msg).await,
                 };

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::conn::{flush_and_linger, Request};
-use crate::auth::{query_param, verify_publish};
+use crate::play_auth::{authorize, Action, Ask};
 use crate::server::AppState;
 
 pub(super) async fn run(
@@ -26,17 +26,22 @@ pub(super) async fn run(
         session.reject_publish(req.stream_id, "NetStream.Publish.BadName", why)?;
         return flush_and_linger(socket, &mut session).await;
     }
-    if let Some(secret) = &state.config.auth.publish_secret {
-        if let Err(e) = verify_publish(secret, &req.key, query_param(Some(&req.query), "token")) {
-            tracing::warn!(stream = %req.key, "publish refused: {e}");
-            metrics::counter!(crate::metrics::REJECTED, "protocol" => "rtmp", "reason" => "unauthorized").increment(1);
-            session.reject_publish(
-                req.stream_id,
-                "NetStream.Publish.Unauthorized",
-                &e.to_string(),
-            )?;
-            return flush_and_linger(socket, &mut session).await;
-        }
+    // `[auth] publish_secret` and `on_publish`.
+    let ask = Ask {
+        key: &req.key,
+        action: Action::Publish,
+        protocol: "rtmp",
+        query: &req.query,
+        authorization: None,
+        client_ip: socket.peer_addr().ok().map(|a| a.ip()),
+    };
+    if let Err(refusal) = authorize(state, &ask).await {
+        session.reject_publish(
+            req.stream_id,
+            refusal.rtmp_code(Action::Publish),
+            &refusal.message,
+        )?;
+        return flush_and_linger(socket, &mut session).await;
     }
     let publisher = match state.hub.publish(req.key.clone(), Protocol::Rtmp) {
         Ok(p) => p,

@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use super::conn::{flush_and_linger, Request};
 use crate::io::{write_all_vectored, write_viewer};
 use crate::mux;
+use crate::play_auth::{authorize, Action, Ask};
 use crate::server::AppState;
 
 /// Frames taken from the queue per vectored write.
@@ -24,6 +25,22 @@ pub(super) async fn run(
     req: Request,
     state: &Arc<AppState>,
 ) -> anyhow::Result<()> {
+    let ask = Ask {
+        key: &req.key,
+        action: Action::Play,
+        protocol: "rtmp",
+        query: &req.query,
+        authorization: None,
+        client_ip: socket.peer_addr().ok().map(|a| a.ip()),
+    };
+    if let Err(refusal) = authorize(state, &ask).await {
+        session.reject_play(
+            req.stream_id,
+            refusal.rtmp_code(Action::Play),
+            &refusal.message,
+        )?;
+        return flush_and_linger(socket, &mut session).await;
+    }
     let mut sub = match state.bridges.subscribe(&req.key, Protocol::Rtmp) {
         Ok(s) => s,
         Err(e @ SubscribeError::NotFound(_)) => {

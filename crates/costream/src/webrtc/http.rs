@@ -2,12 +2,13 @@
 //! the answer and the session's URL out; PATCH for trickled candidates,
 //! DELETE to end.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::Request;
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{patch, post};
@@ -17,6 +18,7 @@ use costream_rtc::{Direction, RtcError, SessionId, MAX_OFFER_LEN};
 
 use super::OfferError;
 use crate::http::error;
+use crate::play_auth::{authorize, Action, Client};
 use crate::server::AppState;
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -59,24 +61,31 @@ fn add_links(state: &AppState, headers: &mut HeaderMap) {
 async fn whip(
     state: State<Arc<AppState>>,
     path: Path<(String, String)>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    offer(state, path, headers, body, Direction::Publish).await
+    let client = Client::from_http(&uri, &headers, Some(peer.ip()));
+    offer(state, path, client, headers, body, Direction::Publish).await
 }
 
 async fn whep(
     state: State<Arc<AppState>>,
     path: Path<(String, String)>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    offer(state, path, headers, body, Direction::Play).await
+    let client = Client::from_http(&uri, &headers, Some(peer.ip()));
+    offer(state, path, client, headers, body, Direction::Play).await
 }
 
 async fn offer(
     State(state): State<Arc<AppState>>,
     Path((app, stream)): Path<(String, String)>,
+    client: Client,
     headers: HeaderMap,
     body: Bytes,
     direction: Direction,
@@ -110,22 +119,16 @@ async fn offer(
     if direction == Direction::Publish && crate::room::is_room_feed(&key) {
         return error(StatusCode::FORBIDDEN, crate::room::ROOM_FEED_REFUSAL);
     }
-    if direction == Direction::Publish {
-        if let Some(secret) = &state.config.auth.publish_secret {
-            let token = headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
-            if let Err(e) = crate::auth::verify_publish(secret, &key, token) {
-                return error(StatusCode::UNAUTHORIZED, &e.to_string());
-            }
-        }
-    }
-    let kind = if direction == Direction::Publish {
-        "whip"
+    let (kind, action) = if direction == Direction::Publish {
+        ("whip", Action::Publish)
     } else {
-        "whep"
+        ("whep", Action::Play)
     };
+    // Room feeds, play and publish tokens, on_play / on_publish: the token
+    // comes as `Authorization: Bearer` (WHIP/WHEP's way) or `?token=`.
+    if let Err(refusal) = authorize(&state, &client.ask(&key, action, kind)).await {
+        return refusal.response();
+    }
     match rtc.offer_watched(direction, key.clone(), sdp).await {
         Ok((session, answer, ended)) => {
             let id = match rtc.resources.insert(key.clone(), session) {

@@ -336,12 +336,18 @@ pub async fn http_send(
     content_type: &str,
     body: &[u8],
 ) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
     let head = format!(
         "{method} {path} HTTP/1.0\r\nHost: test\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    s.write_all(head.as_bytes()).await.unwrap();
+    http_raw(addr, head.as_bytes(), body).await
+}
+
+/// Sends `head` (the request line and headers, ending in an empty line)
+/// and `body`; returns (status, the response head, its body).
+pub async fn http_raw(addr: SocketAddr, head: &[u8], body: &[u8]) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(head).await.unwrap();
     s.write_all(body).await.unwrap();
     let mut buf = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
