@@ -7,6 +7,10 @@ use std::time::Duration;
 /// few kilobytes; this leaves room for many m-lines.
 pub const MAX_OFFER_LEN: usize = 64 * 1024;
 
+/// Candidates a client may trickle to one session (PATCH, or the room
+/// signaling's `trickle`): browsers send a handful.
+pub const MAX_TRICKLED_CANDIDATES: usize = 20;
+
 /// Configuration of an [`RtcHost`](crate::RtcHost).
 #[derive(Debug, Clone)]
 pub struct RtcHostConfig {

@@ -30,6 +30,9 @@ pub enum RtcError {
     #[error("bad ICE candidate: {0}")]
     BadCandidate(String),
 
+    #[error("at most {0} ICE candidates may be trickled to a session")]
+    TooManyCandidates(usize),
+
     #[error("too many WebRTC sessions (limit {0})")]
     TooManySessions(usize),
 

@@ -14,7 +14,7 @@ use str0m::net::{Receive, TcpType};
 use str0m::{Candidate, Input, RtcConfig};
 use tracing::{debug, warn};
 
-use crate::config::{RtcHostConfig, MAX_OFFER_LEN};
+use crate::config::{RtcHostConfig, MAX_OFFER_LEN, MAX_TRICKLED_CANDIDATES};
 use crate::demux::{self, Datagram};
 use crate::error::RtcError;
 use crate::event::{CloseReason, HostCounters, HostOutput, SessionEvent, SessionStats};
@@ -558,6 +558,11 @@ impl RtcHost {
             .sessions
             .get_mut(&session)
             .ok_or(RtcError::UnknownSession(session))?;
+        // A browser trickles a handful; more only grows str0m's pair list
+        // (checks sent to every pair) for nothing.
+        if s.remote_candidates >= MAX_TRICKLED_CANDIDATES {
+            return Err(RtcError::TooManyCandidates(MAX_TRICKLED_CANDIDATES));
+        }
         let line = candidate.trim();
         let line = line.strip_prefix("a=").unwrap_or(line);
         if line.len() > MAX_CANDIDATE_LEN {
@@ -566,6 +571,7 @@ impl RtcHost {
         let c =
             Candidate::from_sdp_string(line).map_err(|e| RtcError::BadCandidate(e.to_string()))?;
         s.rtc.add_remote_candidate(c);
+        s.remote_candidates += 1;
         self.after_mutation(session, now);
         Ok(())
     }

@@ -68,7 +68,7 @@ mod session;
 pub mod stun_server;
 pub mod types;
 
-pub use config::{RtcHostConfig, MAX_OFFER_LEN};
+pub use config::{RtcHostConfig, MAX_OFFER_LEN, MAX_TRICKLED_CANDIDATES};
 pub use error::RtcError;
 pub use event::{
     CloseReason, HostCounters, HostOutput, KeyframeRequestKind, MediaFrame, SenderClock,

@@ -48,6 +48,8 @@ pub(crate) struct Session {
     pub pending_offer: Option<str0m::change::SdpPendingOffer>,
     /// Sessions this side offers: their m-lines.
     pub offer_lines: OfferLines,
+    /// Candidates trickled by the client so far.
+    pub remote_candidates: usize,
 }
 
 impl Session {
@@ -65,6 +67,7 @@ impl Session {
             stats: SessionStats::default(),
             pending_offer: None,
             offer_lines: OfferLines::default(),
+            remote_candidates: 0,
             last_peer_stats: None,
         }
     }

@@ -254,6 +254,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.resolve()?;
     init_logging(&config.log.level);
+    raise_open_files();
     runtime()?.block_on(async move {
         let server = crate::server::Server::start(config).await?;
         tokio::signal::ctrl_c().await?;
@@ -261,6 +262,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         server.shutdown().await;
         Ok(())
     })
+}
+
+/// Every viewer is a socket: the soft open-files limit (often 1024) is
+/// raised to the hard one, and the log says what it is.
+fn raise_open_files() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) if n < 4096 => tracing::warn!(
+            "open files limited to {n}: at most about that many viewers and publishers (raise the hard limit, ulimit -Hn)"
+        ),
+        Ok(n) => tracing::info!("open files limit: {n}"),
+        Err(e) => tracing::warn!("could not raise the open files limit: {e}"),
+    }
 }
 
 /// An address, or `off`. (An alias: clap gives `Option<Option<_>>` itself

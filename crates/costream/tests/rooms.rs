@@ -1915,3 +1915,38 @@ async fn room_feeds_are_not_listed_to_strangers() {
     let (status, _) = admin_get(closed.http_addr, "/api/v1/streams").await;
     assert_eq!(status, 200);
 }
+
+/// A participant flooding the room with control messages is refused with
+/// `rate_limited` beyond 10 a second (bursts of 30) and, if it keeps on,
+/// disconnected (4429); the others are answered at once throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_signaling_messages_is_refused_then_closed() {
+    let server = server(|_| {}).await;
+    let mut flooder = join(&server, "fl", "flooder", Role::Guest).await;
+    let mut calm = join(&server, "fl", "calm", Role::Guest).await;
+    for i in 0..200 {
+        let sent = flooder
+            .send(ClientMessage::Update {
+                name: Some(format!("n{i}")),
+                metadata: None,
+            })
+            .await;
+        if sent.is_err() {
+            break; // closed under us
+        }
+    }
+    let refused = flooder
+        .wait_for(WAIT, |m| error_code(m) == Some(ErrorCode::RateLimited))
+        .await;
+    assert!(refused.is_ok(), "no rate_limited error");
+    assert_eq!(flooder.wait_closed(WAIT).await, Some(4429));
+    // The calm participant is answered at once.
+    let t = Instant::now();
+    let pong = calm.request(ClientMessage::Ping).await.unwrap();
+    assert!(matches!(pong, ServerMessage::Pong { .. }), "{pong:?}");
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+}

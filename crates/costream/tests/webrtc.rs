@@ -422,6 +422,24 @@ async fn whip_publish_whep_play_trickle_and_delete() {
     )
     .await;
     assert_eq!(status, 204);
+    // A flood of candidates: at most 20 per session in all.
+    let flood: String = (0..40)
+        .map(|i| {
+            format!(
+                "a=candidate:{i} 1 udp 2130706431 192.0.2.1 {} typ host\r\n",
+                40000 + i
+            )
+        })
+        .collect();
+    let (status, _, body) = http_send(
+        http,
+        "PATCH",
+        &whep_location,
+        "application/trickle-ice-sdpfrag",
+        flood.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 429, "{}", String::from_utf8_lossy(&body));
     let (status, _, _) = http_send(
         http,
         "PATCH",

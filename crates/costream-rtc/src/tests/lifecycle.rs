@@ -170,4 +170,26 @@ fn trickled_candidates() {
     let err = host.add_remote_candidate(gone, "candidate:1 1 udp 1 192.0.2.1 1 typ host", now);
     assert!(matches!(err, Err(RtcError::UnknownSession(_))));
     assert_eq!(host.session_count(), 1);
+    // Up to MAX_TRICKLED_CANDIDATES in all (2 above), then refused: a
+    // client cannot grow the session's candidate pairs without end.
+    let max = crate::config::MAX_TRICKLED_CANDIDATES;
+    for port in 0..(max - 2) {
+        let line = format!(
+            "candidate:{port} 1 udp 2113929471 192.0.2.10 {} typ host",
+            41000 + port
+        );
+        host.add_remote_candidate(id, &line, now)
+            .expect("within the cap");
+    }
+    let err = host
+        .add_remote_candidate(
+            id,
+            "candidate:99 1 udp 2113929471 192.0.2.10 42000 typ host",
+            now,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, RtcError::TooManyCandidates(n) if n == max),
+        "{err}"
+    );
 }

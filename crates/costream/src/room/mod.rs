@@ -8,6 +8,7 @@ mod budget;
 pub mod client;
 mod host_mix;
 pub mod protocol;
+mod rate;
 mod registry;
 mod signal;
 mod state;

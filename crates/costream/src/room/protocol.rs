@@ -224,6 +224,9 @@ pub enum ErrorCode {
     BadRequest,
     Replaced,
     Unavailable,
+    /// Control messages faster than the connection's rate (10 a second,
+    /// bursts of 30).
+    RateLimited,
 }
 
 /// What the server sends.

@@ -70,6 +70,7 @@ pub async fn upgrade(
     let leeway = state.config.auth.leeway;
     let push_allow = state.config.mix.push_allow.clone();
     ws.max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
         .on_upgrade(move |socket| run(socket, rooms, mixes, params, leeway, push_allow))
 }
 
@@ -166,6 +167,7 @@ async fn serve(
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     let mut last_heard = tokio::time::Instant::now();
+    let mut bucket = super::rate::Bucket::new(std::time::Instant::now());
     loop {
         tokio::select! {
             out = m.outbox.recv() => match out {
@@ -201,6 +203,35 @@ async fn serve(
                         continue;
                     }
                 };
+                // Media negotiation and keep-alives are not throttled
+                // (candidates are capped per session instead).
+                let throttled = !matches!(
+                    envelope.message,
+                    ClientMessage::Answer { .. } | ClientMessage::Trickle { .. } | ClientMessage::Ping | ClientMessage::Leave
+                );
+                if throttled {
+                    match bucket.take(std::time::Instant::now()) {
+                        super::rate::Verdict::Take => {}
+                        super::rate::Verdict::Refuse => {
+                            metrics::counter!(crate::metrics::REFUSED, "protocol" => "signaling", "reason" => "rate_limited").increment(1);
+                            let err = ServerMessage::Error {
+                                id: envelope.id,
+                                request: Some(envelope.message.name().into()),
+                                code: ErrorCode::RateLimited,
+                                message: "too many messages: at most 10 a second (bursts of 30)".into(),
+                            };
+                            if sink.send(Message::Text(err.to_json().into())).await.is_err() {
+                                return false;
+                            }
+                            continue;
+                        }
+                        super::rate::Verdict::Close => {
+                            tracing::warn!(room = %m.room, identity = %m.identity, "signaling connection closed: flooding");
+                            close(sink, stream, Some(CloseFrame { code: 4429, reason: "too many messages".into() })).await;
+                            return false;
+                        }
+                    }
+                }
                 let leave = envelope.message == ClientMessage::Leave;
                 let answer = match envelope.message {
                     msg @ (ClientMessage::Mix { .. } | ClientMessage::MixStop) => {

@@ -197,11 +197,18 @@ async fn trickle(
         .lines()
         .filter_map(|l| l.trim().strip_prefix("a="))
         .filter(|l| l.starts_with("candidate:"))
+        // One past the cap is enough to be refused.
+        .take(costream_rtc::MAX_TRICKLED_CANDIDATES + 1)
         .map(String::from)
         .collect();
     match rtc.add_candidates(session, lines).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(RtcError::UnknownSession(_)) => error(StatusCode::NOT_FOUND, "no such session"),
+        Err(e @ RtcError::TooManyCandidates(_)) => {
+            metrics::counter!(crate::metrics::REFUSED, "protocol" => "webrtc", "reason" => "too_many_candidates")
+                .increment(1);
+            error(StatusCode::TOO_MANY_REQUESTS, &e.to_string())
+        }
         Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
     }
 }
