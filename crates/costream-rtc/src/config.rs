@@ -11,6 +11,15 @@ pub const MAX_OFFER_LEN: usize = 64 * 1024;
 /// signaling's `trickle`): browsers send a handful.
 pub const MAX_TRICKLED_CANDIDATES: usize = 20;
 
+/// When sessions end by themselves.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// No datagram for this long.
+    pub silence: Duration,
+    /// Not connected this long after being made.
+    pub connect: Duration,
+}
+
 /// Configuration of an [`RtcHost`](crate::RtcHost).
 #[derive(Debug, Clone)]
 pub struct RtcHostConfig {
@@ -25,11 +34,21 @@ pub struct RtcHostConfig {
     /// A session that receives no datagram for this long ends (also one whose
     /// client never connects).
     pub session_timeout: Duration,
+    /// A session not connected (ICE and DTLS up) this long after it was
+    /// made ends, even while its client keeps sending checks.
+    pub connect_timeout: Duration,
     /// Offers beyond this many live sessions are refused.
     pub max_sessions: usize,
 }
 
 impl RtcHostConfig {
+    pub(crate) fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            silence: self.session_timeout,
+            connect: self.connect_timeout,
+        }
+    }
+
     pub fn new(candidates: Vec<SocketAddr>) -> Self {
         RtcHostConfig {
             candidates,
@@ -44,6 +63,7 @@ impl Default for RtcHostConfig {
             candidates: Vec::new(),
             tcp_candidates: Vec::new(),
             session_timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(10),
             max_sessions: 10_000,
         }
     }

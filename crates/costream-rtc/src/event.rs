@@ -94,6 +94,9 @@ pub enum CloseReason {
     Local,
     /// No datagram from the client for the configured session timeout.
     Timeout,
+    /// Not connected within the configured connect timeout (a client that
+    /// sends checks but never completes ICE and DTLS).
+    NeverConnected,
     /// ICE consent was lost and did not come back within the grace period.
     IceDisconnected,
     /// The client closed DTLS (close_notify).

@@ -116,7 +116,7 @@ impl RtcHost {
         self.next_id += 1;
         self.queue.extend(scratch);
         self.by_ufrag.insert(session.ufrag.clone(), id);
-        self.wake_at(session.deadline(self.config.session_timeout));
+        self.wake_at(session.deadline(self.config.timeouts()));
         debug!(session = %id, ?direction, ?session.tracks, "accepted offer");
         self.sessions.insert(id, session);
         Ok((id, answer.to_sdp_string()))
@@ -142,7 +142,7 @@ impl RtcHost {
         self.next_id += 1;
         self.queue.extend(scratch);
         self.by_ufrag.insert(session.ufrag.clone(), id);
-        self.wake_at(session.deadline(self.config.session_timeout));
+        self.wake_at(session.deadline(self.config.timeouts()));
         self.sessions.insert(id, session);
         Ok(id)
     }
@@ -389,7 +389,7 @@ impl RtcHost {
             self.by_addr.insert(from, id);
         }
         let close = s.drain(now, &mut self.queue);
-        let deadline = s.deadline(self.config.session_timeout);
+        let deadline = s.deadline(self.config.timeouts());
         self.wake_at(deadline);
         if let Some(reason) = close {
             self.finish(id, reason);
@@ -414,11 +414,11 @@ impl RtcHost {
 
     /// Runs due str0m timeouts and ends expired sessions; recomputes the wake time.
     fn service(&mut self, now: Instant) {
-        let timeout = self.config.session_timeout;
+        let timeouts = self.config.timeouts();
         let mut ended = Vec::new();
         let mut wake: Option<Instant> = None;
         for (&id, s) in self.sessions.iter_mut() {
-            if let Some(reason) = s.expired(now, timeout) {
+            if let Some(reason) = s.expired(now, timeouts) {
                 ended.push((id, reason));
                 continue;
             }
@@ -432,7 +432,7 @@ impl RtcHost {
                     continue;
                 }
             }
-            let d = s.deadline(timeout);
+            let d = s.deadline(timeouts);
             wake = Some(wake.map_or(d, |w| w.min(d)));
         }
         self.next_wake = wake;
@@ -582,7 +582,7 @@ impl RtcHost {
             return;
         };
         let close = s.drain(now, &mut self.queue);
-        let deadline = s.deadline(self.config.session_timeout);
+        let deadline = s.deadline(self.config.timeouts());
         self.wake_at(deadline);
         if let Some(reason) = close {
             self.finish(id, reason);

@@ -10,6 +10,7 @@ use str0m::media::{KeyframeRequestKind as S0Keyframe, MediaData};
 use str0m::stats::PeerStats;
 use str0m::{Event, IceConnectionState, Output, Rtc};
 
+use crate::config::Timeouts;
 use crate::event::{
     CloseReason, HostOutput, KeyframeRequestKind, MediaFrame, SenderClock, SessionEvent,
     SessionStats,
@@ -39,6 +40,7 @@ pub(crate) struct Session {
     pub addrs: Vec<(Transport, SocketAddr)>,
     /// Last datagram accepted from the client (or the creation time).
     pub last_recv: Instant,
+    pub created: Instant,
     /// str0m's next timeout.
     pub rtc_timeout: Instant,
     disconnected_since: Option<Instant>,
@@ -62,6 +64,7 @@ impl Session {
             tracks: Tracks::default(),
             addrs: Vec::new(),
             last_recv: now,
+            created: now,
             rtc_timeout: now,
             disconnected_since: None,
             stats: SessionStats::default(),
@@ -210,9 +213,13 @@ impl Session {
     }
 
     /// Whether the session has outlived its welcome at `now`.
-    pub fn expired(&self, now: Instant, timeout: Duration) -> Option<CloseReason> {
+    pub fn expired(&self, now: Instant, timeouts: Timeouts) -> Option<CloseReason> {
+        let timeout = timeouts.silence;
         if now >= self.last_recv + timeout {
             return Some(CloseReason::Timeout);
+        }
+        if !self.stats.connected && now >= self.created + timeouts.connect {
+            return Some(CloseReason::NeverConnected);
         }
         let grace = ICE_DISCONNECT_GRACE.min(timeout);
         match self.disconnected_since {
@@ -222,8 +229,12 @@ impl Session {
     }
 
     /// When the host must next look at this session.
-    pub fn deadline(&self, timeout: Duration) -> Instant {
+    pub fn deadline(&self, timeouts: Timeouts) -> Instant {
+        let timeout = timeouts.silence;
         let mut at = self.rtc_timeout.min(self.last_recv + timeout);
+        if !self.stats.connected {
+            at = at.min(self.created + timeouts.connect);
+        }
         if let Some(since) = self.disconnected_since {
             at = at.min(since + ICE_DISCONNECT_GRACE.min(timeout));
         }

@@ -143,6 +143,13 @@ pub struct RtcConfig {
     /// A session that receives nothing for this long is closed.
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
+    /// A session whose client has not connected (ICE and DTLS) this long
+    /// after its offer is closed, checks or no checks.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// WHIP and WHEP sessions one client address may hold at once (a
+    /// household or office behind one NAT counts as one).
+    pub max_sessions_per_ip: usize,
     /// STUN/TURN servers offered to WHIP/WHEP clients in `Link` headers
     /// (RFC 9725 section 4.6). Empty: costream itself as STUN server.
     pub ice_servers: Vec<IceServer>,
@@ -166,6 +173,8 @@ impl Default for RtcConfig {
             tcp_listen: Some(([0, 0, 0, 0], 8000).into()),
             public_ips: Vec::new(),
             session_timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(10),
+            max_sessions_per_ip: 50,
             ice_servers: Vec::new(),
         }
     }

@@ -506,7 +506,8 @@ async fn whip_publish_whep_play_trickle_and_delete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_offers_get_clear_4xx_and_sessions_do_not_leak() {
-    let server = start().await;
+    // 200 sessions from this one address, below.
+    let server = start_server(|c| c.rtc.max_sessions_per_ip = 1000).await;
     let http = server.http_addr;
     let (status, _, body) = http_send(
         http,
@@ -1251,4 +1252,39 @@ async fn a_mix_replacing_a_whip_stream_sounds_opus() {
     publish_for_range(&mut publisher, n..n + 30, video).await;
     assert_eq!(now(&server), (Some(640), Some(AudioCodec::Opus)));
     assert!(server.hub().stream(&own).is_none());
+}
+
+/// One address may hold at most `rtc.max_sessions_per_ip` WHIP/WHEP
+/// sessions (429 beyond, counted); ending one makes room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holds_a_bounded_number_of_sessions() {
+    let server = start_server(|c| c.rtc.max_sessions_per_ip = 2).await;
+    let http = server.http_addr;
+    let _publisher = whip_publisher(http, "/whip/live/cap").await;
+    let (_viewer, offer) = Peer::new(Direction::RecvOnly);
+    let (status, head, answer) = post_offer(http, "/whep/live/cap", &offer).await;
+    assert_eq!(status, 201, "{answer}");
+    let location = header(&head, "location").expect("Location").to_owned();
+    let (_, offer) = Peer::new(Direction::RecvOnly);
+    let (status, _, body) = post_offer(http, "/whep/live/cap", &offer).await;
+    assert_eq!(status, 429, "{body}");
+    let (_, metrics) = admin_get(http, "/metrics").await;
+    assert!(
+        String::from_utf8_lossy(&metrics).contains("reason=\"sessions_per_ip\""),
+        "counted"
+    );
+    let (status, _, _) = http_send(http, "DELETE", &location, "text/plain", b"").await;
+    assert_eq!(status, 200);
+    let (_, offer) = Peer::new(Direction::RecvOnly);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, _, body) = post_offer(http, "/whep/live/cap", &offer).await;
+        if status == 201 {
+            break;
+        }
+        // The ended session's URL goes when its end is processed.
+        assert_eq!(status, 429, "{body}");
+        assert!(Instant::now() < deadline, "no room after a DELETE");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -51,6 +51,7 @@ fn two_hundred_sessions_opened_and_closed() {
 fn silent_sessions_time_out() {
     let config = RtcHostConfig {
         session_timeout: Duration::from_secs(15),
+        connect_timeout: Duration::from_secs(60),
         ..RtcHostConfig::new(vec!["127.0.0.1:9".parse().expect("addr")])
     };
     let mut host = RtcHost::new(config);
@@ -64,6 +65,26 @@ fn silent_sessions_time_out() {
     assert_eq!(reasons, vec![CloseReason::Timeout]);
     assert_eq!(host.session_count(), 0);
     assert_eq!(host.routing_table_sizes(), (0, 0));
+}
+
+/// A session that never connects ends at the connect deadline, before its
+/// silence timeout: a client may not hold one by sending checks alone.
+#[test]
+fn unconnected_sessions_end_at_the_connect_deadline() {
+    let config = RtcHostConfig {
+        session_timeout: Duration::from_secs(60),
+        connect_timeout: Duration::from_secs(10),
+        ..RtcHostConfig::new(vec!["127.0.0.1:9".parse().expect("addr")])
+    };
+    let mut host = RtcHost::new(config);
+    let (_peer, offer) = Peer::new(S0Direction::RecvOnly);
+    let t0 = Instant::now();
+    host.accept_offer(Direction::Play, &offer, t0)
+        .expect("offer accepted");
+    assert!(closed_events(&mut host, t0 + Duration::from_secs(9)).is_empty());
+    let reasons = closed_events(&mut host, t0 + Duration::from_secs(11));
+    assert_eq!(reasons, vec![CloseReason::NeverConnected]);
+    assert_eq!(host.session_count(), 0);
 }
 
 #[test]

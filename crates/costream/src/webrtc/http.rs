@@ -129,9 +129,21 @@ async fn offer(
     if let Err(refusal) = authorize(&state, &client.ask(&key, action, kind)).await {
         return refusal.response();
     }
+    // `Client` has the connection's address; never unset on this path.
+    let ip = client.ip.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    let cap = state.config.rtc.max_sessions_per_ip;
+    if rtc.resources.count_ip(ip) >= cap {
+        metrics::counter!(crate::metrics::REFUSED, "protocol" => kind, "reason" => "sessions_per_ip")
+            .increment(1);
+        tracing::warn!(%ip, "{kind} offer refused: {cap} sessions from this address already");
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("this address already has {cap} WebRTC sessions (rtc.max_sessions_per_ip)"),
+        );
+    }
     match rtc.offer_watched(direction, key.clone(), sdp).await {
         Ok((session, answer, ended)) => {
-            let id = match rtc.resources.insert(key.clone(), session) {
+            let id = match rtc.resources.insert(key.clone(), session, ip) {
                 Ok(id) => id,
                 Err(e) => {
                     tracing::error!("no randomness for a session URL: {e}");

@@ -235,6 +235,7 @@ impl RtcService {
         let ice_links = Arc::new(ice_links(config, &candidates));
         let host = RtcHost::new(RtcHostConfig {
             session_timeout: config.session_timeout,
+            connect_timeout: config.connect_timeout,
             tcp_candidates,
             ..RtcHostConfig::new(candidates)
         });
