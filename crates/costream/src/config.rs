@@ -92,6 +92,13 @@ pub struct RtmpConfig {
     /// this long is disconnected.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// Handshake, connect and publish/play must all be done this long
+    /// after the connection was accepted, however steadily bytes trickle.
+    #[serde(with = "humantime_serde")]
+    pub setup_timeout: Duration,
+    /// RTMP connections at once, in all and from one client address.
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,6 +118,15 @@ pub struct HttpConfig {
     /// `GET /api/v1/streams` (and one stream's details) answers anybody,
     /// room feeds left out; otherwise only admins.
     pub public_stream_list: bool,
+    /// A request head (the first, and each one on a kept-alive
+    /// connection) must be complete this long after it was awaited,
+    /// however steadily its bytes trickle in.
+    #[serde(with = "humantime_serde")]
+    pub head_timeout: Duration,
+    /// HTTP connections at once (viewers, API calls, WebSockets), in all
+    /// and from one client address.
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -325,6 +341,9 @@ impl Default for RtmpConfig {
             max_message_size: 16 << 20,
             write_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(20),
+            setup_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            max_connections_per_ip: 200,
         }
     }
 }
@@ -339,6 +358,9 @@ impl Default for HttpConfig {
             public_metrics: false,
             // What players pick from; room feeds are never in it for them.
             public_stream_list: true,
+            head_timeout: Duration::from_secs(10),
+            max_connections: 20_000,
+            max_connections_per_ip: 200,
         }
     }
 }

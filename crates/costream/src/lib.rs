@@ -12,6 +12,7 @@ pub mod console;
 pub mod hls;
 pub mod http;
 pub mod io;
+pub mod limits;
 pub mod metrics;
 pub mod mix;
 pub mod mux;

@@ -16,6 +16,63 @@ pub const REFUSED: &str = "costream_refused_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// Counts a refusal (`costream_refused_total{protocol, reason}`) and logs it
+/// at warn, once a minute per client address and reason: a flood is
+/// counted in full but cannot fill the log.
+pub fn refused(protocol: &'static str, reason: &'static str, ip: std::net::IpAddr) {
+    metrics::counter!(REFUSED, "protocol" => protocol, "reason" => reason).increment(1);
+    if log_refusal(ip, reason) {
+        tracing::warn!(%ip, protocol, reason, "refused (logged once a minute per client and reason)");
+    }
+}
+
+/// Whether a refusal of `ip` for `reason` is due a log line (once a minute
+/// per client and reason), for callers that count it themselves.
+pub fn log_refusal(ip: std::net::IpAddr, reason: &'static str) -> bool {
+    refusal_log().should_log(ip, reason, std::time::Instant::now())
+}
+
+fn refusal_log() -> &'static RefusalLog {
+    static LOG: OnceLock<RefusalLog> = OnceLock::new();
+    LOG.get_or_init(RefusalLog::default)
+}
+
+/// When each (client, reason) was last logged; bounded in entries.
+#[derive(Default)]
+pub struct RefusalLog {
+    last: parking_lot::Mutex<
+        std::collections::HashMap<(std::net::IpAddr, &'static str), std::time::Instant>,
+    >,
+}
+
+impl RefusalLog {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+    const MAX_ENTRIES: usize = 4096;
+
+    pub fn should_log(
+        &self,
+        ip: std::net::IpAddr,
+        reason: &'static str,
+        now: std::time::Instant,
+    ) -> bool {
+        let mut last = self.last.lock();
+        if last.len() >= Self::MAX_ENTRIES {
+            // Many clients at once: forget the old ones rather than grow.
+            last.retain(|_, at| now.saturating_duration_since(*at) < Self::EVERY);
+            if last.len() >= Self::MAX_ENTRIES {
+                return false;
+            }
+        }
+        match last.get(&(ip, reason)) {
+            Some(at) if now.saturating_duration_since(*at) < Self::EVERY => false,
+            _ => {
+                last.insert((ip, reason), now);
+                true
+            }
+        }
+    }
+}
+
 /// Installs the process-wide recorder once (several servers in one test
 /// process share it).
 pub fn handle() -> &'static PrometheusHandle {
@@ -74,4 +131,24 @@ pub fn render(hub: &Hub, rooms: &crate::room::Rooms) -> String {
     metrics::counter!("costream_frames_dropped_total").absolute(totals.frames_dropped());
     metrics::counter!("costream_viewer_skips_total").absolute(totals.viewer_skips());
     handle.render()
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use std::time::{Duration, Instant};
+
+    use super::RefusalLog;
+
+    #[test]
+    fn once_a_minute_per_client_and_reason() {
+        let log = RefusalLog::default();
+        let t0 = Instant::now();
+        let a = [192, 0, 2, 1].into();
+        let b = [192, 0, 2, 2].into();
+        assert!(log.should_log(a, "x", t0));
+        assert!(!log.should_log(a, "x", t0 + Duration::from_secs(30)));
+        assert!(log.should_log(a, "y", t0), "another reason");
+        assert!(log.should_log(b, "x", t0), "another client");
+        assert!(log.should_log(a, "x", t0 + Duration::from_secs(61)));
+    }
 }

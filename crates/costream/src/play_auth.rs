@@ -142,13 +142,19 @@ pub async fn authorize(state: &AppState, ask: &Ask<'_>) -> Result<(), Refusal> {
             Action::Play => "play",
             Action::Publish => "publish",
         };
-        tracing::warn!(
-            stream = %ask.key,
-            protocol = ask.protocol,
-            client = ?ask.client_ip,
-            "{verb} refused: {}",
-            r.message
-        );
+        // Counted always; logged once a minute per client and reason.
+        let due = ask
+            .client_ip
+            .is_none_or(|ip| crate::metrics::log_refusal(ip, r.reason));
+        if due {
+            tracing::warn!(
+                stream = %ask.key,
+                protocol = ask.protocol,
+                client = ?ask.client_ip,
+                "{verb} refused: {}",
+                r.message
+            );
+        }
         metrics::counter!(
             crate::metrics::REFUSED,
             "protocol" => ask.protocol,

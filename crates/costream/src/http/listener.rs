@@ -21,21 +21,31 @@ use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
 use crate::io::write_viewer;
+use crate::limits::{Connections, Slot};
 use crate::play_auth::{authorize, Action, Client};
 use crate::server::AppState;
 
-/// Bounds on the first request head we look at ourselves.
+/// Bound on the first request head we look at ourselves.
 const MAX_HEAD: usize = 16 * 1024;
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const BATCH: usize = 64;
 
 pub async fn accept_loop(listener: TcpListener, state: Arc<AppState>, router: Router) {
+    let http = &state.config.http;
+    let conns = Connections::new(http.max_connections, http.max_connections_per_ip);
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
+                let slot = match conns.admit(peer.ip()) {
+                    Ok(slot) => slot,
+                    Err(full) => {
+                        // Closed at once: a flood costs an accept, no more.
+                        crate::metrics::refused("http", full.reason(), peer.ip());
+                        continue;
+                    }
+                };
                 let _ = tcp.set_nodelay(true);
                 crate::io::set_send_buffer(&tcp, state.config.hub.viewer_send_buffer);
-                tokio::spawn(connection(tcp, peer, state.clone(), router.clone()));
+                tokio::spawn(connection(tcp, peer, state.clone(), router.clone(), slot));
             }
             Err(e) => {
                 tracing::warn!("http accept failed: {e}");
@@ -45,13 +55,27 @@ pub async fn accept_loop(listener: TcpListener, state: Arc<AppState>, router: Ro
     }
 }
 
-async fn connection(mut tcp: TcpStream, peer: SocketAddr, state: Arc<AppState>, router: Router) {
+async fn connection(
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    state: Arc<AppState>,
+    router: Router,
+    _slot: Slot,
+) {
     let started = Instant::now();
+    let head_timeout = state.config.http.head_timeout;
+    // One deadline for the whole head, not per read: a client trickling a
+    // byte at a time (slowloris) is cut off all the same.
+    let head_deadline = tokio::time::Instant::from_std(started + head_timeout);
     let mut head = BytesMut::with_capacity(1024);
     let flv = loop {
-        match tokio::time::timeout(HEAD_TIMEOUT, tcp.read_buf(&mut head)).await {
+        match tokio::time::timeout_at(head_deadline, tcp.read_buf(&mut head)).await {
             Ok(Ok(n)) if n > 0 => {}
-            _ => return,
+            Ok(_) => return,
+            Err(_) => {
+                crate::metrics::refused("http", "head_timeout", peer.ip());
+                return;
+            }
         }
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut req = httparse::Request::new(&mut headers);
@@ -94,6 +118,10 @@ async fn connection(mut tcp: TcpStream, peer: SocketAddr, state: Arc<AppState>, 
         req
     });
     let conn = hyper::server::conn::http1::Builder::new()
+        // Each later request head on a kept-alive connection, and the wait
+        // for it, is bounded too (hyper needs a timer for that).
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(head_timeout)
         .serve_connection(io, TowerToHyperService::new(service))
         // Room signaling WebSockets are upgrades of these connections.
         .with_upgrades();

@@ -10,6 +10,7 @@ use costream_rtmp::{ServerConfig, ServerEvent, ServerSession};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::limits::Slot;
 use crate::server::AppState;
 
 /// What a connection asked for, gathered from `connect` and `publish`/`play`.
@@ -21,7 +22,7 @@ pub(super) struct Request {
     pub accepted_at: Instant,
 }
 
-pub(super) async fn serve(mut socket: TcpStream, state: Arc<AppState>) {
+pub(super) async fn serve(mut socket: TcpStream, state: Arc<AppState>, _slot: Slot) {
     let _ = socket.set_nodelay(true);
     match run(&mut socket, &state).await {
         Ok(()) => tracing::debug!("connection closed"),
@@ -41,11 +42,21 @@ async fn run(socket: &mut TcpStream, state: &Arc<AppState>) -> anyhow::Result<()
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut app = String::new();
     let mut app_query = String::new();
+    // Bytes trickling in never extend the setup: one deadline for all of it.
+    let setup_deadline = tokio::time::Instant::from_std(accepted_at + rtmp.setup_timeout);
     loop {
-        let n = tokio::time::timeout(rtmp.idle_timeout, socket.read_buf(&mut buf))
+        let wait = tokio::time::Instant::now() + rtmp.idle_timeout;
+        let n = tokio::time::timeout_at(wait.min(setup_deadline), socket.read_buf(&mut buf))
             .await
             .map_err(|_| {
-                anyhow::anyhow!("no publish or play request within {:?}", rtmp.idle_timeout)
+                if let Ok(peer) = socket.peer_addr() {
+                    crate::metrics::refused("rtmp", "setup_timeout", peer.ip());
+                }
+                anyhow::anyhow!(
+                    "no publish or play request within {:?} (or {:?} of silence)",
+                    rtmp.setup_timeout,
+                    rtmp.idle_timeout
+                )
             })??;
         if n == 0 {
             return Ok(());

@@ -10,15 +10,25 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+use crate::limits::Connections;
 use crate::server::AppState;
 
 pub async fn accept_loop(listener: TcpListener, state: Arc<AppState>) {
+    let rtmp = &state.config.rtmp;
+    let conns = Connections::new(rtmp.max_connections, rtmp.max_connections_per_ip);
     loop {
         match listener.accept().await {
             Ok((socket, peer)) => {
+                let slot = match conns.admit(peer.ip()) {
+                    Ok(slot) => slot,
+                    Err(full) => {
+                        crate::metrics::refused("rtmp", full.reason(), peer.ip());
+                        continue;
+                    }
+                };
                 let state = state.clone();
                 let span = tracing::info_span!("rtmp", %peer);
-                tokio::spawn(conn::serve(socket, state).instrument(span));
+                tokio::spawn(conn::serve(socket, state, slot).instrument(span));
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off, don't spin.

@@ -133,9 +133,7 @@ async fn offer(
     let ip = client.ip.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
     let cap = state.config.rtc.max_sessions_per_ip;
     if rtc.resources.count_ip(ip) >= cap {
-        metrics::counter!(crate::metrics::REFUSED, "protocol" => kind, "reason" => "sessions_per_ip")
-            .increment(1);
-        tracing::warn!(%ip, "{kind} offer refused: {cap} sessions from this address already");
+        crate::metrics::refused(kind, "sessions_per_ip", ip);
         return error(
             StatusCode::TOO_MANY_REQUESTS,
             &format!("this address already has {cap} WebRTC sessions (rtc.max_sessions_per_ip)"),
