@@ -1288,3 +1288,27 @@ async fn one_address_holds_a_bounded_number_of_sessions() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A WHEP viewer of an AAC stream needs a transcoding bridge; one whose
+/// offer is refused never starts one (it used to start before the offer
+/// was read, and ran for seconds after).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_whep_offer_starts_no_bridge() {
+    let server = start().await;
+    let http = server.http_addr;
+    let _push = ffmpeg_push(&rtmp_url(&server, "live/aac"), &[]);
+    wait_for_stream(&server, "live/aac").await;
+    let bridges = || async {
+        api(http, "/api/v1/bridges").await["bridges"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    let (status, _, body) = post_offer(http, "/whep/live/aac", "v=0\r\nnot an offer\r\n").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(bridges().await, 0, "a bridge for a refused offer");
+    // A good offer starts one.
+    let (_viewer, offer) = Peer::new(Direction::RecvOnly);
+    let (status, _, body) = post_offer(http, "/whep/live/aac", &offer).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(bridges().await, 1);
+}

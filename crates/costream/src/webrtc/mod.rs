@@ -925,14 +925,15 @@ impl Task {
         now: Instant,
     ) -> Result<(SessionId, String), OfferError> {
         // Take the hub side first so a refused publish leaves no session.
-        let (publisher, viewer) = match direction {
-            Direction::Publish => (Some(self.hub.publish(key.clone(), Protocol::WebRtc)?), None),
+        // A viewer's stream must be live; its bridge (a transcoder) starts
+        // only once the offer has been accepted, so a bad offer costs none.
+        let publisher = match direction {
+            Direction::Publish => Some(self.hub.publish(key.clone(), Protocol::WebRtc)?),
             Direction::Play => {
-                let sub = self
-                    .bridges
-                    .subscribe(&key, Protocol::WebRtc)
-                    .map_err(|_| OfferError::NotLive(key.clone()))?;
-                (None, Some(sub))
+                if self.hub.stream(&key).is_none() {
+                    return Err(OfferError::NotLive(key));
+                }
+                None
             }
         };
         let (id, answer) = match self.host.accept_offer(direction, sdp, now) {
@@ -944,13 +945,18 @@ impl Task {
                 return Err(e.into());
             }
         };
-        if let Some(sub) = &viewer {
+        let mut viewer = None;
+        if direction == Direction::Play {
             // The viewer must take the stream's video codec (VP8 passes
-            // through as VP8; H.264 as H.264).
-            let video = sub.stream().info().video.map(|v| match v.codec {
-                costream_hub::VideoCodec::H264 => costream_rtc::Codec::H264,
-                costream_hub::VideoCodec::Vp8 => costream_rtc::Codec::Vp8,
-            });
+            // through as VP8; H.264, re-encoded or not, as H.264).
+            let video = self
+                .hub
+                .stream(&key)
+                .and_then(|s| s.info().video)
+                .map(|v| match v.codec {
+                    costream_hub::VideoCodec::H264 => costream_rtc::Codec::H264,
+                    costream_hub::VideoCodec::Vp8 => costream_rtc::Codec::Vp8,
+                });
             if let Some(codec) = video.filter(|&c| !self.host.negotiated(id, c)) {
                 self.host.close(id);
                 return Err(RtcError::NoSupportedCodec(format!(
@@ -958,6 +964,13 @@ impl Task {
                     codec.name().to_uppercase()
                 ))
                 .into());
+            }
+            match self.bridges.subscribe(&key, Protocol::WebRtc) {
+                Ok(sub) => viewer = Some(sub),
+                Err(_) => {
+                    self.host.close(id);
+                    return Err(OfferError::NotLive(key));
+                }
             }
         }
         if direction == Direction::Publish {
