@@ -721,12 +721,9 @@ export class Room {
     }
   }
 
-  /** The subscriber connection is unusable (an offer failed to apply, or
-   *  ICE failed): it is closed, never reused, and the server is asked for a
-   *  new one, whose offer carries every subscription again (each gets a new
-   *  `track` event). The app sees `subscriber_reset`. */
-  _resetSubscriber(session, reason) {
-    if (session != null && this._subSession != null && String(session) !== String(this._subSession)) return; // an older one
+  /** Closes the subscriber connection; its subscriptions stay, without
+   *  tracks, for the next connection's offer. Returns their identities. */
+  _dropSubPc() {
     const identities = [];
     for (const sub of this.subscriptions.values()) {
       if (!sub.shared) continue;
@@ -735,6 +732,16 @@ export class Room {
       sub.mids = [];
     }
     this._closeSubPc();
+    return identities;
+  }
+
+  /** The subscriber connection is unusable (an offer failed to apply, or
+   *  ICE failed): it is closed, never reused, and the server is asked for a
+   *  new one, whose offer carries every subscription again (each gets a new
+   *  `track` event). The app sees `subscriber_reset`. */
+  _resetSubscriber(session, reason) {
+    if (session != null && this._subSession != null && String(session) !== String(this._subSession)) return; // an older one
+    const identities = this._dropSubPc();
     this._offers = Promise.resolve(); // offers of the closed connection are moot
     this._emit('subscriber_reset', { session: session == null ? null : String(session), reason, identities });
     if (session != null) this._send({ type: 'subscriber_failed', session: String(session), reason });
@@ -775,12 +782,7 @@ export class Room {
       // The server closed the connection it offered before (ICE timed out,
       // or this participant rejoined) and offers a new one: its m-lines
       // start afresh, so the old peer connection is never reused.
-      for (const sub of this.subscriptions.values()) {
-        if (!sub.shared) continue;
-        for (const t of sub.stream.getTracks()) sub.stream.removeTrack(t);
-        sub.mids = [];
-      }
-      this._closeSubPc();
+      this._dropSubPc();
     }
     const pc = this._ensureSubPc();
     this._subSession = msg.session;

@@ -59,6 +59,21 @@ impl Connections {
         }
     }
 
+    /// Admits a connection of `protocol` from `ip`, or counts (and logs)
+    /// its refusal.
+    pub fn admit_or_refuse(&self, protocol: &'static str, ip: IpAddr) -> Option<Slot> {
+        self.admit(ip)
+            .map_err(|full| {
+                crate::metrics::refused(
+                    protocol,
+                    full.reason(),
+                    Some(ip),
+                    format_args!("connection cap"),
+                )
+            })
+            .ok()
+    }
+
     pub fn admit(&self, ip: IpAddr) -> Result<Slot, Full> {
         let mut c = self.inner.counts.lock();
         if c.total >= self.inner.max_total {

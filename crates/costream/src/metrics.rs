@@ -16,20 +16,21 @@ pub const REFUSED: &str = "costream_refused_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
-/// Counts a refusal (`costream_refused_total{protocol, reason}`) and logs it
-/// at warn, once a minute per client address and reason: a flood is
-/// counted in full but cannot fill the log.
-pub fn refused(protocol: &'static str, reason: &'static str, ip: std::net::IpAddr) {
+/// Counts a refusal (`costream_refused_total{protocol, reason}`) and logs
+/// it at warn with `detail`, once a minute per client address and reason
+/// (refusals of no known address share one): a flood is counted in full
+/// but cannot fill the log.
+pub fn refused(
+    protocol: &'static str,
+    reason: &'static str,
+    ip: Option<std::net::IpAddr>,
+    detail: std::fmt::Arguments<'_>,
+) {
     metrics::counter!(REFUSED, "protocol" => protocol, "reason" => reason).increment(1);
-    if log_refusal(ip, reason) {
-        tracing::warn!(%ip, protocol, reason, "refused (logged once a minute per client and reason)");
+    let who = ip.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    if refusal_log().should_log(who, reason, std::time::Instant::now()) {
+        tracing::warn!(client = ?ip, protocol, reason, "refused: {detail} (logged once a minute per client and reason)");
     }
-}
-
-/// Whether a refusal of `ip` for `reason` is due a log line (once a minute
-/// per client and reason), for callers that count it themselves.
-pub fn log_refusal(ip: std::net::IpAddr, reason: &'static str) -> bool {
-    refusal_log().should_log(ip, reason, std::time::Instant::now())
 }
 
 fn refusal_log() -> &'static RefusalLog {

@@ -17,7 +17,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use costream_hub::StreamKey;
 
 use crate::access::TokenError;
@@ -142,25 +142,12 @@ pub async fn authorize(state: &AppState, ask: &Ask<'_>) -> Result<(), Refusal> {
             Action::Play => "play",
             Action::Publish => "publish",
         };
-        // Counted always; logged once a minute per client and reason.
-        let due = ask
-            .client_ip
-            .is_none_or(|ip| crate::metrics::log_refusal(ip, r.reason));
-        if due {
-            tracing::warn!(
-                stream = %ask.key,
-                protocol = ask.protocol,
-                client = ?ask.client_ip,
-                "{verb} refused: {}",
-                r.message
-            );
-        }
-        metrics::counter!(
-            crate::metrics::REFUSED,
-            "protocol" => ask.protocol,
-            "reason" => r.reason
-        )
-        .increment(1);
+        crate::metrics::refused(
+            ask.protocol,
+            r.reason,
+            ask.client_ip,
+            format_args!("{verb} {}: {}", ask.key, r.message),
+        );
     }
     decision
 }
@@ -215,13 +202,12 @@ fn room_feed(state: &AppState, ask: &Ask<'_>, room: &str) -> Result<(), Refusal>
         |reason, message: String| Refusal::new(StatusCode::UNAUTHORIZED, reason, message);
     let forbidden = |reason, message: String| Refusal::new(StatusCode::FORBIDDEN, reason, message);
     // An API key and its secret (Basic) is an admin of every room.
-    if let Some(basic) = ask.authorization.filter(|v| v.starts_with("Basic ")) {
-        let mut headers = HeaderMap::new();
-        if let Ok(v) = HeaderValue::from_str(basic) {
-            headers.insert(axum::http::header::AUTHORIZATION, v);
-        }
-        return crate::http::admin::authorize(state, &headers, ALL_ROOMS)
-            .map_err(|_| unauthorized("bad_admin_key", "unknown API key or wrong secret".into()));
+    if let Some(basic) = ask.authorization.and_then(|v| v.strip_prefix("Basic ")) {
+        return crate::http::admin::api_key_matches(state, basic.trim())
+            .then_some(())
+            .ok_or_else(|| {
+                unauthorized("bad_admin_key", "unknown API key or wrong secret".into())
+            });
     }
     let Some(token) = ask.token() else {
         return Err(unauthorized(

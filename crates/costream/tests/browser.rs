@@ -106,14 +106,6 @@ async fn api_json(server: &Server, path: &str) -> (u16, serde_json::Value) {
     )
 }
 
-/// The API key room tests sign their tokens with.
-fn room_key() -> costream::access::ApiKey {
-    costream::access::ApiKey {
-        key: "test".into(),
-        secret: "test-secret-test-secret-0123456789".into(),
-    }
-}
-
 /// A server for room tests: WebRTC on 127.0.0.1, the test API key.
 async fn room_server(tweak: impl FnOnce(&mut costream::config::Config)) -> Server {
     start_server(|c| {
@@ -140,19 +132,6 @@ fn room_tokens(room: &str, identities: &[&str], host: impl Fn(usize) -> bool) ->
             room_token(room, identity, role)
         })
         .collect()
-}
-
-/// A room token for 10 minutes, signed with the test key.
-fn room_token(room: &str, identity: &str, role: costream::access::Role) -> String {
-    costream::access::mint(
-        &room_key(),
-        room,
-        identity,
-        role,
-        None,
-        Duration::from_secs(600),
-    )
-    .expect("mint a token")
 }
 
 /// Mixes the room (`POST /api/v1/rooms/r1/mix`) once its three

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
-use costream::access::{mint, ApiKey, Role};
+use costream::access::Role;
 use costream::bench::rtc_client::{RtcClientFactory, RtcPeer};
 use costream::room::client::RoomClient;
 use costream::server::Server;
@@ -17,27 +17,6 @@ use costream_hub::{Frame, FrameKind, Protocol, StreamKey};
 use costream_rtmp::ClientEvent;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-const ROOM_SECRET: &str = "play-auth-room-secret-0123456789";
-
-fn room_key() -> ApiKey {
-    ApiKey {
-        key: "test".into(),
-        secret: ROOM_SECRET.into(),
-    }
-}
-
-fn room_token(room: &str, identity: &str, role: Role) -> String {
-    mint(
-        &room_key(),
-        room,
-        identity,
-        role,
-        None,
-        Duration::from_secs(600),
-    )
-    .unwrap()
-}
 
 /// The status and head of a response, without waiting for its body (an
 /// HTTP-FLV body never ends). `headers`: whole lines ending in CRLF.

@@ -47,11 +47,12 @@ fn two_hundred_sessions_opened_and_closed() {
     assert!(reasons.iter().all(|r| *r == CloseReason::Local));
 }
 
-#[test]
-fn silent_sessions_time_out() {
+/// A host with one WHEP session whose client never sends a datagram, with
+/// these silence and connect timeouts (seconds); and when it was made.
+fn one_unconnected_viewer(silence: u64, connect: u64) -> (RtcHost, Instant) {
     let config = RtcHostConfig {
-        session_timeout: Duration::from_secs(15),
-        connect_timeout: Duration::from_secs(60),
+        session_timeout: Duration::from_secs(silence),
+        connect_timeout: Duration::from_secs(connect),
         ..RtcHostConfig::new(vec!["127.0.0.1:9".parse().expect("addr")])
     };
     let mut host = RtcHost::new(config);
@@ -59,6 +60,12 @@ fn silent_sessions_time_out() {
     let t0 = Instant::now();
     host.accept_offer(Direction::Play, &offer, t0)
         .expect("offer accepted");
+    (host, t0)
+}
+
+#[test]
+fn silent_sessions_time_out() {
+    let (mut host, t0) = one_unconnected_viewer(15, 60);
     assert!(closed_events(&mut host, t0 + Duration::from_secs(14)).is_empty());
     assert_eq!(host.session_count(), 1);
     let reasons = closed_events(&mut host, t0 + Duration::from_secs(16));
@@ -71,16 +78,7 @@ fn silent_sessions_time_out() {
 /// silence timeout: a client may not hold one by sending checks alone.
 #[test]
 fn unconnected_sessions_end_at_the_connect_deadline() {
-    let config = RtcHostConfig {
-        session_timeout: Duration::from_secs(60),
-        connect_timeout: Duration::from_secs(10),
-        ..RtcHostConfig::new(vec!["127.0.0.1:9".parse().expect("addr")])
-    };
-    let mut host = RtcHost::new(config);
-    let (_peer, offer) = Peer::new(S0Direction::RecvOnly);
-    let t0 = Instant::now();
-    host.accept_offer(Direction::Play, &offer, t0)
-        .expect("offer accepted");
+    let (mut host, t0) = one_unconnected_viewer(60, 10);
     assert!(closed_events(&mut host, t0 + Duration::from_secs(9)).is_empty());
     let reasons = closed_events(&mut host, t0 + Duration::from_secs(11));
     assert_eq!(reasons, vec![CloseReason::NeverConnected]);

@@ -117,7 +117,7 @@ pub(crate) fn authorize_scope(
 }
 
 /// `KEY:SECRET` (base64) names a configured API key with its secret.
-fn api_key_matches(state: &AppState, basic: &str) -> bool {
+pub(crate) fn api_key_matches(state: &AppState, basic: &str) -> bool {
     let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(basic) else {
         return false;
     };

@@ -23,42 +23,37 @@ pub(super) fn router() -> Router<Arc<AppState>> {
         .route("/bridges", get(bridges))
 }
 
-/// What an anonymous caller may see of the stream list: nothing unless
-/// `[http] public_stream_list`, and never a room's feeds (private to the
-/// room).
-#[allow(clippy::result_large_err)]
-fn may_see(state: &AppState, admin: bool, key: &StreamKey) -> Result<bool, Response> {
-    if admin {
-        return Ok(true);
-    }
-    if !state.config.http.public_stream_list {
-        return Err(refused_list());
-    }
-    Ok(!crate::room::is_room_feed(key))
+/// Whether the caller may see `key` in the stream list: admins see
+/// everything, anonymous callers never a room's feeds (private to the room).
+fn visible(admin: bool, key: &StreamKey) -> bool {
+    admin || !crate::room::is_room_feed(key)
 }
 
-fn refused_list() -> Response {
-    error(
+/// Anonymous callers get the list only with `[http] public_stream_list`.
+#[allow(clippy::result_large_err)]
+fn list_allowed(state: &AppState, admin: bool) -> Result<(), Response> {
+    if admin || state.config.http.public_stream_list {
+        return Ok(());
+    }
+    Err(error(
         StatusCode::UNAUTHORIZED,
         "the stream list needs an admin token ([http] public_stream_list = false)",
-    )
+    ))
 }
 
 /// Live streams; bridged twins are listed under `/bridges`, their viewers
 /// counted with the stream they bridge.
 async fn list(MaybeAdmin(admin): MaybeAdmin, State(state): State<Arc<AppState>>) -> Response {
-    let mut streams: Vec<Value> = Vec::new();
-    for s in state.hub.streams().iter().filter(|s| !s.key().is_bridged()) {
-        match may_see(&state, admin, s.key()) {
-            Ok(true) => streams.push(describe(&state, s)),
-            Ok(false) => {}
-            Err(r) => return r,
-        }
+    if let Err(refused) = list_allowed(&state, admin) {
+        return refused;
     }
-    if !admin && !state.config.http.public_stream_list {
-        // Refused even when there is nothing to list.
-        return refused_list();
-    }
+    let streams: Vec<Value> = state
+        .hub
+        .streams()
+        .iter()
+        .filter(|s| !s.key().is_bridged() && visible(admin, s.key()))
+        .map(|s| describe(&state, s))
+        .collect();
     Json(json!({ "streams": streams })).into_response()
 }
 
@@ -71,16 +66,16 @@ async fn show(
     State(state): State<Arc<AppState>>,
     Path((app, stream)): Path<(String, String)>,
 ) -> Response {
+    if let Err(refused) = list_allowed(&state, admin) {
+        return refused;
+    }
     match lookup(&state, &app, &stream) {
-        Ok(s) => match may_see(&state, admin, s.key()) {
-            Ok(true) => Json(describe(&state, &s)).into_response(),
-            // As if it were not there.
-            Ok(false) => error(
-                StatusCode::NOT_FOUND,
-                &format!("stream {} is not live", s.key()),
-            ),
-            Err(r) => r,
-        },
+        Ok(s) if visible(admin, s.key()) => Json(describe(&state, &s)).into_response(),
+        // As if it were not there.
+        Ok(s) => error(
+            StatusCode::NOT_FOUND,
+            &format!("stream {} is not live", s.key()),
+        ),
         Err(r) => *r,
     }
 }

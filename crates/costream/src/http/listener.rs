@@ -35,13 +35,8 @@ pub async fn accept_loop(listener: TcpListener, state: Arc<AppState>, router: Ro
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
-                let slot = match conns.admit(peer.ip()) {
-                    Ok(slot) => slot,
-                    Err(full) => {
-                        // Closed at once: a flood costs an accept, no more.
-                        crate::metrics::refused("http", full.reason(), peer.ip());
-                        continue;
-                    }
+                let Some(slot) = conns.admit_or_refuse("http", peer.ip()) else {
+                    continue; // closed at once: a flood costs an accept, no more
                 };
                 let _ = tcp.set_nodelay(true);
                 crate::io::set_send_buffer(&tcp, state.config.hub.viewer_send_buffer);
@@ -73,7 +68,12 @@ async fn connection(
             Ok(Ok(n)) if n > 0 => {}
             Ok(_) => return,
             Err(_) => {
-                crate::metrics::refused("http", "head_timeout", peer.ip());
+                crate::metrics::refused(
+                    "http",
+                    "head_timeout",
+                    Some(peer.ip()),
+                    format_args!("request head too slow"),
+                );
                 return;
             }
         }
@@ -87,27 +87,29 @@ async fn connection(
         }
     };
     if let Some((key, client)) = flv {
+        // Answered here, refused or not: asked once (an on_play callback
+        // is an HTTP call).
         if let Err(refusal) = authorize(&state, &client.ask(&key, Action::Play, "flv")).await {
-            let body = serde_json::json!({ "error": refusal.message }).to_string();
-            let response = format!(
-                "HTTP/1.1 {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-                 Access-Control-Allow-Origin: {}\r\nConnection: close\r\n\r\n{body}",
-                refusal.status,
-                body.len(),
-                state.config.http.cors_origin
-            );
-            let write = tcp.write_all(response.as_bytes());
-            let _ = tokio::time::timeout(state.config.rtmp.write_timeout, write).await;
-            return;
+            return write_error(&mut tcp, &state, refusal.status, &refusal.message).await;
         }
-        // Unknown streams fall through to axum, which answers 404 with a
-        // reason.
-        if let Ok(sub) = state.bridges.subscribe(&key, Protocol::Flv) {
-            if let Err(e) = serve_flv(&mut tcp, key, sub, &state, started).await {
-                tracing::debug!(%peer, "HTTP-FLV viewer left: {e}");
+        match state.bridges.subscribe(&key, Protocol::Flv) {
+            Ok(sub) => {
+                if let Err(e) = serve_flv(&mut tcp, key, sub, &state, started).await {
+                    tracing::debug!(%peer, "HTTP-FLV viewer left: {e}");
+                }
             }
-            return;
+            Err(e) => {
+                let message = e.to_string();
+                write_error(
+                    &mut tcp,
+                    &state,
+                    axum::http::StatusCode::NOT_FOUND,
+                    &message,
+                )
+                .await;
+            }
         }
+        return;
     }
     let io = TokioIo::new(Rewind {
         prefix: head.freeze(),
@@ -128,6 +130,25 @@ async fn connection(
     if let Err(e) = conn.await {
         tracing::debug!(%peer, "HTTP connection error: {e}");
     }
+}
+
+/// A JSON error, as `crate::http::error` makes it, written by hand on the
+/// fast path (the connection then closes).
+async fn write_error(
+    tcp: &mut TcpStream,
+    state: &AppState,
+    status: axum::http::StatusCode,
+    message: &str,
+) {
+    let body = serde_json::json!({ "error": message }).to_string();
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Access-Control-Allow-Origin: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len(),
+        state.config.http.cors_origin
+    );
+    let write = tcp.write_all(response.as_bytes());
+    let _ = tokio::time::timeout(state.config.rtmp.write_timeout, write).await;
 }
 
 /// A `GET /{app}/{stream}.flv`: its key and who asks (for the play policy).

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use super::protocol::{ClientMessage, ErrorCode, LeftReason, OfferTrack, ServerMessage, TrackKind};
 use super::state::{
     feed_key, offered_tracks, Conn, Joining, Outgoing, Pause, Publication, Refusal, Room,
-    SessionRef, SharedPc, OUTBOX,
+    SessionRef, OUTBOX,
 };
 use crate::access::{ApiKey, Claims};
 use crate::config::{MixOnHostLeave, RoomsConfig};
@@ -640,11 +640,7 @@ impl Rooms {
                 if p.shared.session == Some(session) {
                     // Gone (ICE timed out, say): what it should carry stays,
                     // and a new connection is offered.
-                    let wanted = std::mem::take(&mut p.shared.wanted);
-                    p.shared = SharedPc {
-                        wanted,
-                        ..SharedPc::default()
-                    };
+                    p.shared.reset();
                 }
             }
         });
@@ -685,11 +681,7 @@ impl Rooms {
             if only.is_some_and(|s| s != session) {
                 return; // an older one, gone already
             }
-            let wanted = std::mem::take(&mut p.shared.wanted);
-            p.shared = SharedPc {
-                wanted,
-                ..SharedPc::default()
-            };
+            p.shared.reset();
             feed_key(room, identity).ok().map(|key| (key, session))
         };
         self.close_sessions(closed.into_iter().collect());

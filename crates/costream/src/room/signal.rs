@@ -213,7 +213,7 @@ async fn serve(
                     match bucket.take(std::time::Instant::now()) {
                         super::rate::Verdict::Take => {}
                         super::rate::Verdict::Refuse => {
-                            metrics::counter!(crate::metrics::REFUSED, "protocol" => "signaling", "reason" => "rate_limited").increment(1);
+                            crate::metrics::refused("signaling", "rate_limited", None, format_args!("{} in room {}", m.identity, m.room));
                             let err = ServerMessage::Error {
                                 id: envelope.id,
                                 request: Some(envelope.message.name().into()),

@@ -104,6 +104,15 @@ pub struct SharedPc {
 }
 
 impl SharedPc {
+    /// Forgets the connection (closed, failed, or given up) but not what it
+    /// should carry, so that a new one is offered with it; returns the old
+    /// session.
+    pub fn reset(&mut self) -> Option<SessionId> {
+        let old = std::mem::take(self);
+        self.wanted = old.wanted;
+        old.session
+    }
+
     /// (add, remove) to bring the connection to `wanted`.
     pub fn diff(&self) -> (Vec<String>, Vec<String>) {
         let remove: Vec<String> = self
@@ -368,9 +377,7 @@ impl Room {
         let subscriptions: HashSet<SessionId> = p.subscriptions.values().copied().collect();
         p.video_paused.retain(|s| subscriptions.contains(s));
         if !p.shared.session.is_some_and(|s| keep.contains(&s)) {
-            let shared = std::mem::take(&mut p.shared);
-            p.shared.wanted = shared.wanted;
-            if let (Some(id), Ok(key)) = (shared.session, feed_key(name, identity)) {
+            if let (Some(id), Ok(key)) = (p.shared.reset(), feed_key(name, identity)) {
                 close.push((key, id));
             }
         }

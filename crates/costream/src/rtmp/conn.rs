@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::limits::Slot;
+use crate::play_auth::{Action, Ask};
 use crate::server::AppState;
 
 /// What a connection asked for, gathered from `connect` and `publish`/`play`.
@@ -20,6 +21,21 @@ pub(super) struct Request {
     /// Query parameters of the app (`live?token=..`) and of the stream name.
     pub query: String,
     pub accepted_at: Instant,
+}
+
+impl Request {
+    /// What the play/publish policy is asked (RTMP has no headers: tokens
+    /// come in the query).
+    pub fn ask(&self, action: Action, client_ip: Option<std::net::IpAddr>) -> Ask<'_> {
+        Ask {
+            key: &self.key,
+            action,
+            protocol: "rtmp",
+            query: &self.query,
+            authorization: None,
+            client_ip,
+        }
+    }
 }
 
 pub(super) async fn serve(mut socket: TcpStream, state: Arc<AppState>, _slot: Slot) {
@@ -49,9 +65,13 @@ async fn run(socket: &mut TcpStream, state: &Arc<AppState>) -> anyhow::Result<()
         let n = tokio::time::timeout_at(wait.min(setup_deadline), socket.read_buf(&mut buf))
             .await
             .map_err(|_| {
-                if let Ok(peer) = socket.peer_addr() {
-                    crate::metrics::refused("rtmp", "setup_timeout", peer.ip());
-                }
+                let ip = socket.peer_addr().ok().map(|a| a.ip());
+                crate::metrics::refused(
+                    "rtmp",
+                    "setup_timeout",
+                    ip,
+                    format_args!("setup too slow"),
+                );
                 anyhow::anyhow!(
                     "no publish or play request within {:?} (or {:?} of silence)",
                     rtmp.setup_timeout,

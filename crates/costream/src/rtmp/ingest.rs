@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::conn::{flush_and_linger, Request};
-use crate::play_auth::{authorize, Action, Ask};
+use crate::play_auth::{authorize, Action};
 use crate::server::AppState;
 
 pub(super) async fn run(
@@ -27,15 +27,8 @@ pub(super) async fn run(
         return flush_and_linger(socket, &mut session).await;
     }
     // `[auth] publish_secret` and `on_publish`.
-    let ask = Ask {
-        key: &req.key,
-        action: Action::Publish,
-        protocol: "rtmp",
-        query: &req.query,
-        authorization: None,
-        client_ip: socket.peer_addr().ok().map(|a| a.ip()),
-    };
-    if let Err(refusal) = authorize(state, &ask).await {
+    let ip = socket.peer_addr().ok().map(|a| a.ip());
+    if let Err(refusal) = authorize(state, &req.ask(Action::Publish, ip)).await {
         session.reject_publish(
             req.stream_id,
             refusal.rtmp_code(Action::Publish),

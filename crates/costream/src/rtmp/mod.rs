@@ -19,12 +19,8 @@ pub async fn accept_loop(listener: TcpListener, state: Arc<AppState>) {
     loop {
         match listener.accept().await {
             Ok((socket, peer)) => {
-                let slot = match conns.admit(peer.ip()) {
-                    Ok(slot) => slot,
-                    Err(full) => {
-                        crate::metrics::refused("rtmp", full.reason(), peer.ip());
-                        continue;
-                    }
+                let Some(slot) = conns.admit_or_refuse("rtmp", peer.ip()) else {
+                    continue; // closed at once: a flood costs an accept, no more
                 };
                 let state = state.clone();
                 let span = tracing::info_span!("rtmp", %peer);

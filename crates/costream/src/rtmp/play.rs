@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use super::conn::{flush_and_linger, Request};
 use crate::io::{write_all_vectored, write_viewer};
 use crate::mux;
-use crate::play_auth::{authorize, Action, Ask};
+use crate::play_auth::{authorize, Action};
 use crate::server::AppState;
 
 /// Frames taken from the queue per vectored write.
@@ -25,15 +25,8 @@ pub(super) async fn run(
     req: Request,
     state: &Arc<AppState>,
 ) -> anyhow::Result<()> {
-    let ask = Ask {
-        key: &req.key,
-        action: Action::Play,
-        protocol: "rtmp",
-        query: &req.query,
-        authorization: None,
-        client_ip: socket.peer_addr().ok().map(|a| a.ip()),
-    };
-    if let Err(refusal) = authorize(state, &ask).await {
+    let ip = socket.peer_addr().ok().map(|a| a.ip());
+    if let Err(refusal) = authorize(state, &req.ask(Action::Play, ip)).await {
         session.reject_play(
             req.stream_id,
             refusal.rtmp_code(Action::Play),

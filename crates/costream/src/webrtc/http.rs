@@ -133,7 +133,12 @@ async fn offer(
     let ip = client.ip.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
     let cap = state.config.rtc.max_sessions_per_ip;
     if rtc.resources.count_ip(ip) >= cap {
-        crate::metrics::refused(kind, "sessions_per_ip", ip);
+        crate::metrics::refused(
+            kind,
+            "sessions_per_ip",
+            Some(ip),
+            format_args!("{cap} sessions already"),
+        );
         return error(
             StatusCode::TOO_MANY_REQUESTS,
             &format!("this address already has {cap} WebRTC sessions (rtc.max_sessions_per_ip)"),
@@ -215,8 +220,7 @@ async fn trickle(
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(RtcError::UnknownSession(_)) => error(StatusCode::NOT_FOUND, "no such session"),
         Err(e @ RtcError::TooManyCandidates(_)) => {
-            metrics::counter!(crate::metrics::REFUSED, "protocol" => "webrtc", "reason" => "too_many_candidates")
-                .increment(1);
+            crate::metrics::refused("webrtc", "too_many_candidates", None, format_args!("{e}"));
             error(StatusCode::TOO_MANY_REQUESTS, &e.to_string())
         }
         Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),

@@ -30,6 +30,28 @@ pub async fn start_server(tweak: impl FnOnce(&mut Config)) -> Server {
     Server::start(config).await.expect("server starts")
 }
 
+/// The API key room tests sign their room tokens with (their servers are
+/// configured with it).
+pub fn room_key() -> costream::access::ApiKey {
+    costream::access::ApiKey {
+        key: "test".into(),
+        secret: "test-secret-test-secret-0123456789".into(),
+    }
+}
+
+/// A room token for 10 minutes, signed with [`room_key`].
+pub fn room_token(room: &str, identity: &str, role: costream::access::Role) -> String {
+    costream::access::mint(
+        &room_key(),
+        room,
+        identity,
+        role,
+        None,
+        Duration::from_secs(600),
+    )
+    .expect("mint a token")
+}
+
 /// An API key every test server knows: the tests' admin credentials for the
 /// control API (`Authorization: Basic KEY:SECRET`).
 pub fn admin_key() -> costream::access::ApiKey {
