@@ -56,13 +56,15 @@ impl Server {
         } else {
             None
         };
-        let hub_for_mixes = hub.clone();
+        let mixes = crate::mix::Mixes::new(hub.clone());
         let rooms = crate::room::Rooms::new(
             config.rooms.clone(),
             crate::room::api_keys(&config.auth.api_keys),
             hub.clone(),
             rtc.clone(),
         );
+        // A room's mix may stop when its last host leaves.
+        rooms.bind_mixes(&mixes);
         let state = Arc::new(AppState {
             config,
             hub,
@@ -70,7 +72,7 @@ impl Server {
             bridges,
             rtc,
             rooms,
-            mixes: crate::mix::Mixes::new(hub_for_mixes),
+            mixes,
             rtmp_port: rtmp_addr.port(),
         });
         let app = crate::http::router(state.clone());

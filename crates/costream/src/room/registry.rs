@@ -98,8 +98,8 @@ impl Rooms {
         rooms
     }
 
-    /// Lets the rooms stop their mixes (`rooms.mix_on_host_leave`); the
-    /// first call counts.
+    /// Lets the rooms stop their mixes (`rooms.mix_on_host_leave`); called
+    /// once, at start.
     pub fn bind_mixes(&self, mixes: &Mixes) {
         let _ = self.inner.mixes.get_or_init(|| mixes.clone());
     }

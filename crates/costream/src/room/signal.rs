@@ -64,9 +64,6 @@ pub async fn upgrade(
     // why it was refused (a failed upgrade shows it no body).
     let rooms = state.rooms.clone();
     let mixes = state.mixes.clone();
-    // Every participant comes in here, so the rooms know the mixes before
-    // any host can leave one.
-    rooms.bind_mixes(&mixes);
     let leeway = state.config.auth.leeway;
     let push_allow = state.config.mix.push_allow.clone();
     ws.max_message_size(MAX_MESSAGE)
