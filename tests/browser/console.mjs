@@ -8,6 +8,11 @@
 // every page go to --shots.
 //
 //   node console.mjs --http http://127.0.0.1:PORT --shots DIR [--timeout 120] [--verbose]
+//                    [--chromium-arg ARG]...
+//
+// --http may be https:// (the console over TLS, with WSS signaling); pass
+// the certificate for Chromium to trust as a --chromium-arg
+// (--ignore-certificate-errors-spki-list=...).
 //
 // Prints ONE JSON line: {"ok":true, "host":{..}, "viewer":{..}, "flv_viewer":{..},
 // "guest":{..}, "composite":{..}, "hls_viewer":{..}, "dashboard":{..}} or {"ok":false,"error":..}.
@@ -24,6 +29,7 @@ const { values: opts } = parseArgs({
     name: { type: 'string', default: 'show' },
     timeout: { type: 'string', default: '120' },
     chromium: { type: 'string', default: process.env.CHROMIUM || '/usr/bin/chromium' },
+    'chromium-arg': { type: 'string', multiple: true, default: [] },
     verbose: { type: 'boolean', default: false },
   },
 });
@@ -79,7 +85,7 @@ async function open(context, label, url) {
 
 async function main() {
   result.stage = 'launching chromium';
-  const context = await launch(opts.chromium);
+  const context = await launch(opts.chromium, opts['chromium-arg']);
   await context.grantPermissions(['camera', 'microphone'], { origin: base.origin });
   (context.pages()[0] && (await context.pages()[0].close().catch(() => {})));
 

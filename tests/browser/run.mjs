@@ -71,14 +71,15 @@ export function startRun({ name, timeoutS, verbose, beforeFail }) {
   }, timeoutS * 1000);
   for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => finish(false, `killed by ${sig}`));
 
-  /** A Chromium with a fresh profile, closed and removed by finish(). */
-  async function launch(executablePath) {
+  /** A Chromium with a fresh profile, closed and removed by finish();
+   *  `extraArgs` after the common ones (e.g. a certificate to trust). */
+  async function launch(executablePath, extraArgs = []) {
     const dir = await mkdtemp(path.join(tmpdir(), 'costream-chromium-'));
     dirs.push(dir);
     const context = await chromium.launchPersistentContext(dir, {
       executablePath,
       headless: true,
-      args: CHROMIUM_ARGS,
+      args: [...CHROMIUM_ARGS, ...extraArgs],
       timeout: 20000,
     });
     contexts.push(context);

@@ -159,6 +159,11 @@ impl AvcConfig {
 pub fn sps_info(sps: &[u8]) -> Result<SpsInfo, AvcError> {
     use h264_reader::nal::sps::SeqParameterSet;
     use h264_reader::rbsp::{decode_nal, BitReader};
+    // h264-reader 0.9's decode_nal panics (a length underflow) on an empty
+    // NAL; a header byte and at least one byte of payload are required.
+    if sps.len() < 2 {
+        return Err(AvcError::Sps(format!("an SPS of {} bytes", sps.len())));
+    }
     let rbsp = decode_nal(sps).map_err(|e| AvcError::Sps(e.to_string()))?;
     let sps = SeqParameterSet::from_bits(BitReader::new(&rbsp[..]))
         .map_err(|e| AvcError::Sps(format!("{e:?}")))?;
@@ -334,5 +339,11 @@ mod tests {
         assert_eq!(nals, vec![&[0x65, 1, 2][..], &[0x01, 9][..]]);
         assert!(is_disposable(&[0, 0, 0, 2, 0x01, 0]));
         assert!(!is_disposable(&[0, 0, 0, 2, 0x41, 0]));
+    }
+
+    #[test]
+    fn empty_and_one_byte_sps_are_errors_not_panics() {
+        assert!(sps_info(&[]).is_err());
+        assert!(sps_info(&[0x67]).is_err());
     }
 }

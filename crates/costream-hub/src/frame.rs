@@ -4,6 +4,8 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 
+use crate::budget::Charge;
+
 /// What a [`Frame`] carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FrameKind {
@@ -102,6 +104,9 @@ pub struct Frame {
     pub disposable: bool,
     pub data: Bytes,
     muxed: [OnceLock<Bytes>; MUX_FORMATS],
+    /// Set when a stream takes the frame in: what it holds of the hub's
+    /// memory budget, given back when the last holder drops it.
+    pub(crate) charge: Option<Charge>,
 }
 
 impl Frame {
@@ -119,6 +124,7 @@ impl Frame {
             disposable: false,
             data,
             muxed: Default::default(),
+            charge: None,
         }
     }
 
@@ -150,7 +156,13 @@ impl Frame {
     /// viewer asks and shared afterwards.
     pub fn muxed(&self, format: MuxFormat, mux: impl FnOnce(&Frame) -> Bytes) -> Bytes {
         self.muxed[format as usize]
-            .get_or_init(|| mux(self))
+            .get_or_init(|| {
+                let bytes = mux(self);
+                if let Some(charge) = &self.charge {
+                    charge.add(bytes.len());
+                }
+                bytes
+            })
             .clone()
     }
 
@@ -166,6 +178,7 @@ impl Frame {
             disposable: self.disposable,
             data: self.data.clone(),
             muxed: Default::default(),
+            charge: None,
         }
     }
 }

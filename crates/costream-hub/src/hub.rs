@@ -28,6 +28,13 @@ pub struct HubConfig {
     /// GOP cache bound: a GOP longer than this is not cached (viewers then
     /// wait for the next keyframe instead of getting a huge burst).
     pub max_gop_frames: usize,
+    /// The same bound in bytes: a GOP holding more is not cached.
+    pub max_gop_bytes: usize,
+    /// Bytes of a new viewer's cached GOP sent at once; the rest goes at
+    /// four times real time, so one request cannot pull a burst of any size.
+    pub gop_burst_bytes: usize,
+    /// Memory limits; a publisher past one is cut off.
+    pub budget: crate::Budget,
 }
 
 impl Default for HubConfig {
@@ -37,6 +44,9 @@ impl Default for HubConfig {
             max_viewer_lag: Duration::from_secs(3),
             reconnect_grace: Duration::from_secs(5),
             max_gop_frames: 2048,
+            max_gop_bytes: 32 << 20,
+            gop_burst_bytes: 4 << 20,
+            budget: crate::Budget::default(),
         }
     }
 }
@@ -59,6 +69,9 @@ pub enum PublishError {
 pub enum SubscribeError {
     #[error("stream {0} is not live")]
     NotFound(StreamKey),
+    /// Live, but this viewer cannot be served now (a limit; the text says which).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Cheap to clone; all clones share one registry.
@@ -161,6 +174,21 @@ impl Hub {
         Ok(Publisher::new(self.clone(), stream, id, kick))
     }
 
+    /// Whether [`Hub::publish`] of `key` would succeed now (nobody is
+    /// publishing it, or its publisher is gone and it waits for one).
+    pub fn can_publish(&self, key: &StreamKey) -> bool {
+        let Some(stream) = self.stream(key) else {
+            return true;
+        };
+        let st = stream.state.lock();
+        // Only a stream waiting for its publisher can be resumed.
+        let slot_free = |slot: &Slot| matches!(slot, Slot::Waiting { .. });
+        match &st.displaced {
+            Some(d) => slot_free(&d.src.state.lock().slot),
+            None => slot_free(&st.slot),
+        }
+    }
+
     pub(crate) fn next_publisher_id(&self) -> u64 {
         self.inner.next_id.fetch_add(1, Relaxed)
     }
@@ -191,7 +219,7 @@ impl Hub {
         let stream = self
             .stream(key)
             .ok_or_else(|| SubscribeError::NotFound(key.clone()))?;
-        Subscriber::new(stream, protocol, self.inner.config.max_viewer_lag)
+        Subscriber::new(stream, protocol, &self.inner.config)
             .ok_or_else(|| SubscribeError::NotFound(key.clone()))
     }
 
@@ -228,6 +256,8 @@ impl Hub {
         }
         st.slot = Slot::Ended;
         st.tx = None;
+        // Nobody can join an ended stream: its cache only held memory.
+        st.clear_gop();
         let displaced = st.displaced.take();
         drop(st);
         stream.wake.notify_waiters();

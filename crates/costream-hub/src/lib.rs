@@ -6,6 +6,7 @@
 
 pub mod aac;
 pub mod avc;
+mod budget;
 pub mod frame;
 mod hub;
 mod info;
@@ -17,11 +18,12 @@ mod subscriber;
 mod takeover;
 pub mod vp8;
 
+pub use budget::{Budget, PushError};
 pub use frame::{AudioCodec, Codec, Frame, FrameKind, MuxFormat, VideoCodec};
 pub use hub::{Hub, HubConfig, HubEvent, PublishError, SubscribeError};
 pub use info::{AudioInfo, StreamInfo, VideoInfo};
 pub use key::{KeyError, StreamKey};
-pub use publisher::{NotPublishing, Publisher};
+pub use publisher::Publisher;
 pub use stats::{HubTotals, Protocol, StreamStats};
 pub use stream::{Stream, StreamSnapshot};
 pub use subscriber::{Subscriber, TryRecv};

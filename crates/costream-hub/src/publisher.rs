@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use crate::budget::PushError;
 use crate::frame::Frame;
 use crate::hub::Hub;
-use crate::stream::{Ingest, Stream};
+use crate::stream::{Ingest, Limits, Stream};
 
 /// Held by whoever feeds a stream. Dropping it without [`Publisher::end`]
 /// starts the reconnect grace period.
@@ -21,11 +22,6 @@ pub struct Publisher {
     /// leaving gives it back.
     takeover: bool,
 }
-
-/// The publisher no longer owns the stream (kicked, or the stream ended).
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("the stream is no longer published by this session")]
-pub struct NotPublishing;
 
 impl Publisher {
     pub(crate) fn new(hub: Hub, stream: Arc<Stream>, id: u64, kick: Arc<Notify>) -> Self {
@@ -55,24 +51,35 @@ impl Publisher {
 
     /// Pushes one frame to every viewer. Never blocks on viewers. While a
     /// mix has taken the stream over, the frame goes to the stream's own
-    /// feed (`key~src`) instead (see [`Hub::take_over`]).
-    pub fn push(&self, frame: Frame) -> Result<(), NotPublishing> {
-        let max_gop = self.hub.config().max_gop_frames;
-        match self.stream.ingest(self.id, frame, max_gop) {
-            Ingest::Done => Ok(()),
+    /// feed (`key~src`) instead (see [`Hub::take_over`]). A frame past a
+    /// memory budget cuts the publisher off: its stream ends at once.
+    pub fn push(&self, frame: Frame) -> Result<(), PushError> {
+        let c = self.hub.config();
+        let limits = Limits {
+            max_gop_frames: c.max_gop_frames,
+            max_gop_bytes: c.max_gop_bytes,
+            budget: c.budget,
+        };
+        let (stream, refused) = match self.stream.ingest(self.id, frame, &limits) {
+            Ingest::Done => return Ok(()),
             Ingest::Diverted(src, frame) => {
                 // The own feed's viewers (the mix) ask this publisher's
                 // source for keyframes through the stream it publishes to.
                 if src.stats.keyframe_wanted.swap(false, Relaxed) {
                     self.stream.stats.keyframe_wanted.store(true, Relaxed);
                 }
-                match src.ingest(self.id, frame, max_gop) {
-                    Ingest::Done => Ok(()),
-                    _ => Err(NotPublishing),
+                match src.ingest(self.id, frame, &limits) {
+                    Ingest::Done => return Ok(()),
+                    Ingest::Refused(e) => (src, e),
+                    _ => return Err(PushError::NotPublishing),
                 }
             }
-            Ingest::NotPublishing => Err(NotPublishing),
-        }
+            Ingest::Refused(e) => (self.stream.clone(), e),
+            Ingest::NotPublishing => return Err(PushError::NotPublishing),
+        };
+        tracing::warn!(stream = %stream.key(), reason = refused.reason(), "publisher cut off: {refused}");
+        self.hub.end(&stream, Some(self.id));
+        Err(refused)
     }
 
     /// The publisher left on purpose: end the stream now, no grace period.

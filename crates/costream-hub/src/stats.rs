@@ -40,9 +40,14 @@ impl Protocol {
 pub struct HubTotals {
     pub(crate) frames_dropped: AtomicU64,
     pub(crate) viewer_skips: AtomicU64,
+    /// Bytes all streams' frames hold now (payloads and muxed copies).
+    pub(crate) held_bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl HubTotals {
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes.load(Relaxed)
+    }
     pub fn frames_dropped(&self) -> u64 {
         self.frames_dropped.load(Relaxed)
     }

@@ -9,6 +9,7 @@ use std::time::{Instant, SystemTime};
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, Notify};
 
+use crate::budget::{Budget, Charge, Meter, PushError};
 use crate::frame::{Frame, FrameKind};
 use crate::info::{RateMeter, StreamInfo};
 use crate::key::StreamKey;
@@ -20,6 +21,8 @@ pub struct Stream {
     started_wall: SystemTime,
     pub(crate) state: Mutex<State>,
     pub stats: StreamStats,
+    /// Bytes this stream's frames hold, against [`crate::Budget::max_stream`].
+    pub(crate) meter: Arc<Meter>,
     /// Wakes viewers. Signalled per video frame (and per audio frame only
     /// in audio-only streams), so a viewer wakes once per picture and takes
     /// the audio queued since with it: one write instead of three.
@@ -55,6 +58,8 @@ pub(crate) struct State {
     /// Frames since the last keyframe (or, for audio-only streams, the last
     /// few audio frames): what a new viewer gets first.
     pub(crate) gop: VecDeque<Arc<Frame>>,
+    /// Payload bytes in `gop`.
+    pub(crate) gop_bytes: usize,
     pub(crate) info: StreamInfo,
     pub(crate) rate: RateMeter,
     /// Added to the publisher's timestamps so the stream's clock never goes
@@ -92,6 +97,8 @@ pub(crate) enum Ingest {
     /// own-feed stream.
     Diverted(Arc<Stream>, Frame),
     NotPublishing,
+    /// Over a memory budget: the publisher must be cut off.
+    Refused(PushError),
 }
 
 /// Audio-only streams cache this many frames for new viewers.
@@ -125,6 +132,7 @@ impl Stream {
                 video_config: None,
                 audio_config: None,
                 gop: VecDeque::new(),
+                gop_bytes: 0,
                 info: StreamInfo::default(),
                 rate: RateMeter::new(),
                 ts_offset: 0,
@@ -137,6 +145,7 @@ impl Stream {
                 displaced: None,
                 await_keyframe: false,
             }),
+            meter: Meter::new(totals.clone()),
             stats: StreamStats {
                 totals,
                 ..Default::default()
@@ -169,12 +178,17 @@ impl Stream {
         }
     }
 
+    /// Bytes this stream's frames hold now (payloads and muxed copies).
+    pub fn held_bytes(&self) -> usize {
+        self.meter.held()
+    }
+
     pub fn info(&self) -> StreamInfo {
         self.state.lock().info.clone()
     }
 
     /// Takes one frame of publisher `id` into the stream and wakes viewers.
-    pub(crate) fn ingest(&self, id: u64, frame: Frame, max_gop: usize) -> Ingest {
+    pub(crate) fn ingest(&self, id: u64, frame: Frame, limits: &Limits) -> Ingest {
         let stats = &self.stats;
         let mut guard = self.state.lock();
         if !matches!(guard.slot, Slot::Live { id: live, .. } if live == id) {
@@ -189,7 +203,11 @@ impl Stream {
             }
             guard.await_keyframe = false;
         }
-        let frame = guard.retime(frame);
+        if let Err(e) = limits.budget.admit(&self.meter, frame.data.len()) {
+            return Ingest::Refused(e);
+        }
+        let mut frame = guard.retime(frame);
+        frame.charge = Some(Charge::new(&self.meter, frame.data.len()));
         let st = &mut *guard;
         st.rate.record(&frame, &mut st.info);
         stats.frames_in.fetch_add(1, Relaxed);
@@ -204,7 +222,7 @@ impl Stream {
                     .is_some_and(|old| old.data != frame.data)
                 {
                     // Frames cached so far belong to the old parameter sets.
-                    st.gop.clear();
+                    st.clear_gop();
                 }
                 st.video_config = Some(frame.clone());
             }
@@ -215,25 +233,23 @@ impl Stream {
             FrameKind::Video => {
                 stats.live_edge_dts.store(frame.dts, Relaxed);
                 if frame.keyframe {
-                    st.gop.clear();
-                    st.gop.push_back(frame.clone());
+                    st.clear_gop();
+                    st.cache(&frame, limits);
                 } else if !st.gop.is_empty() {
-                    if st.gop.len() >= max_gop {
-                        st.gop.clear();
-                    } else {
-                        st.gop.push_back(frame.clone());
-                    }
+                    st.cache(&frame, limits);
                 }
             }
             FrameKind::Audio => {
                 if st.video_config.is_none() {
                     stats.live_edge_dts.store(frame.dts, Relaxed);
                     if st.gop.len() >= AUDIO_ONLY_CACHE {
-                        st.gop.pop_front();
+                        if let Some(old) = st.gop.pop_front() {
+                            st.gop_bytes -= old.data.len();
+                        }
                     }
-                    st.gop.push_back(frame.clone());
-                } else if !st.gop.is_empty() && st.gop.len() < max_gop {
-                    st.gop.push_back(frame.clone());
+                    st.cache(&frame, limits);
+                } else if !st.gop.is_empty() {
+                    st.cache(&frame, limits);
                 }
             }
         }
@@ -271,7 +287,31 @@ impl Stream {
     }
 }
 
+/// The hub's limits as [`Stream::ingest`] applies them.
+pub(crate) struct Limits {
+    pub(crate) max_gop_frames: usize,
+    pub(crate) max_gop_bytes: usize,
+    pub(crate) budget: Budget,
+}
+
 impl State {
+    pub(crate) fn clear_gop(&mut self) {
+        self.gop.clear();
+        self.gop_bytes = 0;
+    }
+
+    /// Adds a frame to the GOP cache; a GOP past either bound is dropped
+    /// (viewers then wait for the next keyframe rather than get a huge burst).
+    fn cache(&mut self, frame: &Arc<Frame>, limits: &Limits) {
+        let bytes = self.gop_bytes + frame.data.len();
+        if self.gop.len() >= limits.max_gop_frames || bytes > limits.max_gop_bytes {
+            self.clear_gop();
+        } else {
+            self.gop.push_back(frame.clone());
+            self.gop_bytes = bytes;
+        }
+    }
+
     /// Applies the stream clock to a publisher frame, keeping dts monotonic.
     pub(crate) fn retime(&mut self, mut frame: Frame) -> Frame {
         // Config frames carry no meaningful time: the first media frame re-bases.

@@ -26,6 +26,22 @@ pub struct Subscriber {
     coalesce: Duration,
     /// Woken for each audio frame, not once per picture.
     audio_wakes: bool,
+    /// Bytes of the cached GOP still to go out at once; past them the rest
+    /// is paced (see [`crate::HubConfig::gop_burst_bytes`]).
+    burst_left: usize,
+    pace: Option<Pace>,
+}
+
+/// The paced part of a cached GOP goes at this multiple of real time.
+const PACE_SPEED: i64 = 4;
+
+/// Where the paced part of the cached GOP began.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    dts: i64,
+    at: tokio::time::Instant,
+    /// When the frame at the front of the backlog may go.
+    next: Option<tokio::time::Instant>,
 }
 
 /// What [`Subscriber::try_recv`] found.
@@ -37,7 +53,11 @@ pub enum TryRecv {
 }
 
 impl Subscriber {
-    pub(crate) fn new(stream: Arc<Stream>, protocol: Protocol, max_lag: Duration) -> Option<Self> {
+    pub(crate) fn new(
+        stream: Arc<Stream>,
+        protocol: Protocol,
+        config: &crate::HubConfig,
+    ) -> Option<Self> {
         let st = stream.state.lock();
         let rx = st.tx.as_ref()?.subscribe();
         let mut backlog = VecDeque::with_capacity(st.gop.len() + 2);
@@ -57,14 +77,21 @@ impl Subscriber {
             protocol,
             backlog,
             rx,
-            max_lag_ms: max_lag.as_millis() as i64,
+            max_lag_ms: config.max_viewer_lag.as_millis() as i64,
             skipping,
             has_video,
             dropped: 0,
             skips: 0,
             coalesce: Duration::ZERO,
             audio_wakes: false,
+            burst_left: config.gop_burst_bytes,
+            pace: None,
         })
+    }
+
+    /// Frames still waiting in the cached start (configs and GOP).
+    pub fn backlog_len(&self) -> usize {
+        self.backlog.len()
     }
 
     pub fn stream(&self) -> &Arc<Stream> {
@@ -98,6 +125,11 @@ impl Subscriber {
             match self.try_recv() {
                 TryRecv::Frame(f) => return Some(f),
                 TryRecv::Ended => return None,
+                TryRecv::Empty if self.paced_until().is_some() => {
+                    if let Some(at) = self.paced_until() {
+                        tokio::time::sleep_until(at).await;
+                    }
+                }
                 TryRecv::Empty if self.audio_wakes => {
                     tokio::select! {
                         _ = notified => {}
@@ -132,6 +164,10 @@ impl Subscriber {
     pub fn try_recv(&mut self) -> TryRecv {
         loop {
             if let Some(f) = self.backlog.pop_front() {
+                if !self.burst_allows(&f) {
+                    self.backlog.push_front(f);
+                    return TryRecv::Empty;
+                }
                 if self.admit_cached(&f) {
                     return TryRecv::Frame(f);
                 }
@@ -165,6 +201,41 @@ impl Subscriber {
             }
         }
         true
+    }
+
+    /// While the cached GOP is paced: when its next frame may go.
+    fn paced_until(&self) -> Option<tokio::time::Instant> {
+        self.pace.and_then(|p| p.next)
+    }
+
+    /// The first `gop_burst_bytes` of the cached GOP go at once; after
+    /// them, each cached frame waits until its time at [`PACE_SPEED`]
+    /// times real time since the first paced one.
+    fn burst_allows(&mut self, f: &Frame) -> bool {
+        if f.kind.is_config() {
+            return true;
+        }
+        if let Some(left) = self.burst_left.checked_sub(f.data.len()) {
+            if self.pace.is_none() {
+                self.burst_left = left;
+                return true;
+            }
+        }
+        let now = tokio::time::Instant::now();
+        let pace = self.pace.get_or_insert(Pace {
+            dts: f.dts,
+            at: now,
+            next: None,
+        });
+        let due_ms = (f.dts - pace.dts).max(0) / PACE_SPEED;
+        let due = pace.at + Duration::from_millis(due_ms as u64);
+        if due <= now {
+            pace.next = None;
+            true
+        } else {
+            pace.next = Some(due);
+            false
+        }
     }
 
     fn fell_behind(&mut self, missed: u64) {

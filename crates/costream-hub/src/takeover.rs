@@ -145,7 +145,7 @@ impl Hub {
         st.await_keyframe = true;
         // A publisher that makes keyframes on demand (WebRTC) sends one now.
         main.stats.keyframe_wanted.store(true, Relaxed);
-        st.gop.clear();
+        st.clear_gop();
         let at = st.last_dts.unwrap_or(0);
         for cfg in configs.into_iter().flatten() {
             let cfg = Arc::new(cfg.shifted(at - cfg.dts));

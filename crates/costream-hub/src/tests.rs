@@ -35,7 +35,152 @@ fn hub(grace_ms: u64) -> Hub {
         max_viewer_lag: Duration::from_millis(1000),
         reconnect_grace: Duration::from_millis(grace_ms),
         max_gop_frames: 100,
+        ..HubConfig::default()
     })
+}
+
+fn sized(dts: i64, keyframe: bool, bytes: usize) -> Frame {
+    let mut nal = vec![0u8; bytes.max(6)];
+    nal[..4].copy_from_slice(&((bytes.max(6) - 4) as u32).to_be_bytes());
+    nal[4] = if keyframe { 0x65 } else { 0x41 };
+    Frame::video(dts, dts, keyframe, Bytes::from(nal))
+}
+
+fn budget_hub(budget: Budget, max_gop_bytes: usize, burst: usize) -> Hub {
+    Hub::new(HubConfig {
+        ring_frames: 16,
+        max_viewer_lag: Duration::from_secs(60),
+        reconnect_grace: Duration::from_secs(5),
+        max_gop_frames: 1000,
+        max_gop_bytes,
+        gop_burst_bytes: burst,
+        budget,
+    })
+}
+
+#[tokio::test]
+async fn an_oversized_frame_cuts_the_publisher_off_and_ends_the_stream() {
+    let hub = budget_hub(
+        Budget {
+            max_frame: 1000,
+            ..Budget::default()
+        },
+        1 << 20,
+        1 << 20,
+    );
+    let p = hub.publish(key(), Protocol::Rtmp).unwrap();
+    p.push(sized(0, true, 1000)).unwrap();
+    let mut s = hub.subscribe(&key(), Protocol::Flv).unwrap();
+    let e = p.push(sized(40, false, 1001)).unwrap_err();
+    assert_eq!(
+        e,
+        PushError::FrameTooLarge {
+            size: 1001,
+            max: 1000
+        }
+    );
+    assert!(e.is_over_budget());
+    assert!(hub.stream(&key()).is_none(), "ended at once, no grace");
+    assert_eq!(p.push(sized(80, false, 10)), Err(PushError::NotPublishing));
+    assert!(s.recv().await.unwrap().keyframe);
+    assert!(s.recv().await.is_none());
+    drop(s);
+    assert_eq!(hub.totals().held_bytes(), 0, "every charge given back");
+}
+
+#[tokio::test]
+async fn stream_and_server_budgets_count_what_frames_hold() {
+    let hub = budget_hub(
+        Budget {
+            max_frame: 10_000,
+            max_stream: 20_000,
+            max_total: 30_000,
+        },
+        1 << 20,
+        1 << 20,
+    );
+    let a = hub.publish(key(), Protocol::Rtmp).unwrap();
+    a.push(sized(0, true, 8_000)).unwrap();
+    a.push(sized(40, false, 8_000)).unwrap();
+    let stream = hub.stream(&key()).unwrap();
+    assert_eq!(stream.held_bytes(), 16_000);
+    // A muxed copy counts too, once for every viewer of that format.
+    let mut s = hub.subscribe(&key(), Protocol::Flv).unwrap();
+    let kf = s.recv().await.unwrap();
+    kf.muxed(MuxFormat::FlvTag, |f| f.data.clone());
+    kf.muxed(MuxFormat::FlvTag, |_| unreachable!("muxed once"));
+    assert_eq!(stream.held_bytes(), 24_000);
+    assert_eq!(hub.totals().held_bytes(), 24_000);
+    drop((kf, s));
+
+    // Another stream now finds the server's budget nearly spent.
+    let other = StreamKey::parse("live/other").unwrap();
+    let b = hub.publish(other.clone(), Protocol::Rtmp).unwrap();
+    b.push(sized(0, true, 5_000)).unwrap();
+    let e = b.push(sized(40, false, 2_000)).unwrap_err();
+    assert_eq!(e.reason(), "server_memory");
+    assert!(hub.stream(&other).is_none());
+
+    let e = a.push(sized(80, false, 5_000)).unwrap_err();
+    assert_eq!(e.reason(), "stream_memory");
+    drop((a, b, stream));
+    assert_eq!(hub.totals().held_bytes(), 0);
+}
+
+#[tokio::test]
+async fn a_gop_over_its_byte_bound_is_not_cached() {
+    let hub = budget_hub(Budget::default(), 10_000, 1 << 20);
+    let p = hub.publish(key(), Protocol::Rtmp).unwrap();
+    p.push(config()).unwrap();
+    p.push(sized(0, true, 6_000)).unwrap();
+    p.push(sized(40, false, 3_000)).unwrap();
+    assert_eq!(
+        hub.subscribe(&key(), Protocol::Flv).unwrap().backlog_len(),
+        3
+    );
+    p.push(sized(80, false, 3_000)).unwrap();
+    let mut late = hub.subscribe(&key(), Protocol::Flv).unwrap();
+    assert_eq!(late.backlog_len(), 1, "only the config: the GOP went over");
+    assert_eq!(late.recv().await.unwrap().kind, FrameKind::VideoConfig);
+    assert!(matches!(late.try_recv(), TryRecv::Empty));
+    p.push(sized(120, true, 100)).unwrap();
+    assert!(
+        late.recv().await.unwrap().keyframe,
+        "starts on the next keyframe"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cached_gop_past_the_burst_goes_at_four_times_real_time() {
+    let hub = budget_hub(Budget::default(), 1 << 20, 3_000);
+    let p = hub.publish(key(), Protocol::Rtmp).unwrap();
+    p.push(config()).unwrap();
+    // A 2 s GOP of 1 kB frames at 25 fps: 3 go at once, the rest is paced.
+    for i in 0..50 {
+        p.push(sized(i * 40, i == 0, 1_000)).unwrap();
+    }
+    let mut s = hub.subscribe(&key(), Protocol::Flv).unwrap();
+    let start = tokio::time::Instant::now();
+    assert_eq!(s.recv().await.unwrap().kind, FrameKind::VideoConfig);
+    for i in 0..3 {
+        assert_eq!(s.recv().await.unwrap().dts, i * 40);
+    }
+    assert_eq!(start.elapsed(), Duration::ZERO, "the burst goes at once");
+    assert!(
+        matches!(s.try_recv(), TryRecv::Frame(_)),
+        "first paced frame is due at once"
+    );
+    assert!(matches!(s.try_recv(), TryRecv::Empty), "the next waits");
+    for i in 4..50 {
+        let f = s.recv().await.unwrap();
+        assert_eq!(f.dts, i * 40);
+        let due = Duration::from_millis(((i - 3) * 40 / 4) as u64);
+        assert_eq!(start.elapsed(), due, "frame {i}");
+    }
+    // The live frames after the backlog are not held back.
+    p.push(sized(2000, false, 1_000)).unwrap();
+    assert_eq!(s.recv().await.unwrap().dts, 2000);
+    assert_eq!(start.elapsed(), Duration::from_millis(460));
 }
 
 #[tokio::test]

@@ -17,6 +17,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a server node (RTMP on :1935, HTTP on :8080, WebRTC on UDP :8000 unless configured).
@@ -54,6 +56,18 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub rtc_public_ips: Vec<std::net::IpAddr>,
+    /// TLS certificate chain (PEM): with --tls-key, HTTPS and RTMPS are served too (SIGHUP reloads both files).
+    #[arg(long, env = "COSTREAM_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS certificate's private key (PEM).
+    #[arg(long, env = "COSTREAM_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// HTTPS listen address, when TLS is on [default: 0.0.0.0:8443].
+    #[arg(long, env = "COSTREAM_HTTPS_LISTEN")]
+    pub https_listen: Option<SocketAddr>,
+    /// RTMPS listen address, when TLS is on [default: 0.0.0.0:1936].
+    #[arg(long, env = "COSTREAM_RTMPS_LISTEN")]
+    pub rtmps_listen: Option<SocketAddr>,
     /// Require publishers to present a token signed with this secret.
     #[arg(long, env = "COSTREAM_PUBLISH_SECRET", hide_env_values = true)]
     pub publish_secret: Option<String>,
@@ -154,6 +168,18 @@ impl ServeArgs {
         }
         if !self.rtc_public_ips.is_empty() {
             config.rtc.public_ips = self.rtc_public_ips.clone();
+        }
+        if let Some(p) = &self.tls_cert {
+            config.tls.cert = Some(p.clone());
+        }
+        if let Some(p) = &self.tls_key {
+            config.tls.key = Some(p.clone());
+        }
+        if let Some(a) = self.https_listen {
+            config.tls.https_listen = a;
+        }
+        if let Some(a) = self.rtmps_listen {
+            config.tls.rtmps_listen = a;
         }
         if let Some(s) = &self.publish_secret {
             config.auth.publish_secret = Some(s.clone()).filter(|s| !s.is_empty());

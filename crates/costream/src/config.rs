@@ -2,7 +2,7 @@
 //! file, overridden by environment variables and flags (see `cli.rs`).
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -20,7 +20,69 @@ pub struct Config {
     pub rooms: RoomsConfig,
     pub console: ConsoleConfig,
     pub mix: MixConfig,
+    pub transcode: TranscodeConfig,
+    pub tls: TlsConfig,
     pub log: LogConfig,
+}
+
+/// HTTPS (with WSS signaling) and RTMPS beside the plain listeners, on when
+/// a certificate and its key are given. `SIGHUP` reloads both files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM (the server's first, then intermediates).
+    /// Empty: TLS off.
+    #[serde(with = "empty_path_is_none")]
+    pub cert: Option<PathBuf>,
+    /// Its private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    #[serde(with = "empty_path_is_none")]
+    pub key: Option<PathBuf>,
+    /// HTTPS: everything the HTTP listener serves, over TLS.
+    pub https_listen: SocketAddr,
+    /// RTMPS: publish and play as over RTMP, over TLS.
+    pub rtmps_listen: SocketAddr,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: None,
+            key: None,
+            https_listen: ([0, 0, 0, 0], 8443).into(),
+            rtmps_listen: ([0, 0, 0, 0], 1936).into(),
+        }
+    }
+}
+
+impl TlsConfig {
+    /// The certificate and key files, when TLS is on.
+    pub fn files(&self) -> Option<(&Path, &Path)> {
+        Some((self.cert.as_deref()?, self.key.as_deref()?))
+    }
+}
+
+/// Bounds on the work that costs a core each: bridges (audio transcoding,
+/// video re-encoding for WebRTC) and mixes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TranscodeConfig {
+    /// Bridges running at once; a viewer that needs one more is refused.
+    pub max_bridges: usize,
+    /// Mixes running at once.
+    pub max_mixes: usize,
+    /// Streams are re-encoded only up to this resolution (the shorter
+    /// side, in lines: 1080 means 1080p, landscape or portrait).
+    pub max_reencode_resolution: u32,
+}
+
+impl Default for TranscodeConfig {
+    fn default() -> Self {
+        TranscodeConfig {
+            max_bridges: 64,
+            max_mixes: 16,
+            max_reencode_resolution: 1080,
+        }
+    }
 }
 
 /// Server-side mixes.
@@ -166,6 +228,12 @@ pub struct RtcConfig {
     /// WHIP and WHEP sessions one client address may hold at once (a
     /// household or office behind one NAT counts as one).
     pub max_sessions_per_ip: usize,
+    /// ICE-TCP connections at once, in all and from one client address.
+    pub tcp_max_connections: usize,
+    pub tcp_max_connections_per_ip: usize,
+    /// Bytes per second one ICE-TCP connection may send; past it the
+    /// server reads more slowly (TCP flow control paces the client).
+    pub tcp_max_bytes_per_sec: usize,
     /// STUN/TURN servers offered to WHIP/WHEP clients in `Link` headers
     /// (RFC 9725 section 4.6). Empty: costream itself as STUN server.
     pub ice_servers: Vec<IceServer>,
@@ -191,6 +259,10 @@ impl Default for RtcConfig {
             session_timeout: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(10),
             max_sessions_per_ip: 50,
+            tcp_max_connections: 4096,
+            tcp_max_connections_per_ip: 50,
+            // 32 Mbit/s: several times a 1080p publisher with simulcast.
+            tcp_max_bytes_per_sec: 4 << 20,
             ice_servers: Vec::new(),
         }
     }
@@ -216,6 +288,21 @@ pub struct HubSection {
     /// A viewer this far behind the live edge skips to the next keyframe.
     #[serde(with = "humantime_serde")]
     pub max_viewer_lag: Duration,
+    /// Largest frame a publisher may send, bytes (a 1080p keyframe is well
+    /// under 2 MiB). A larger one cuts the publisher off.
+    pub max_frame_bytes: usize,
+    /// A GOP holding more than this is not cached for new viewers (they
+    /// wait for the next keyframe instead).
+    pub max_gop_bytes: usize,
+    /// Bytes a new viewer gets of the cached GOP at once; the rest goes at
+    /// four times real time.
+    pub gop_burst_bytes: usize,
+    /// Bytes one stream's frames may hold (ring, GOP cache, muxed copies);
+    /// its HLS segments get as much again. A publisher past it is cut off.
+    pub max_stream_bytes: usize,
+    /// Bytes all streams' frames may hold together; 0 means half of this
+    /// machine's memory. A publisher whose frame would pass it is cut off.
+    pub max_memory_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -279,6 +366,25 @@ mod empty_is_none {
     }
 }
 
+/// The same for a file path.
+mod empty_path_is_none {
+    use std::path::PathBuf;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(p) => s.serialize_str(&p.to_string_lossy()),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+        let v = String::deserialize(d)?;
+        Ok(Some(v).filter(|v| !v.is_empty()).map(PathBuf::from))
+    }
+}
+
 /// Link-mic rooms (see docs/signaling.md).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -338,7 +444,8 @@ impl Default for RtmpConfig {
         RtmpConfig {
             listen: ([0, 0, 0, 0], 1935).into(),
             chunk_size: 4096,
-            max_message_size: 16 << 20,
+            // An RTMP video message is a frame and 5 bytes of FLV header.
+            max_message_size: costream_hub::Budget::default().max_frame + 64,
             write_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(20),
             setup_timeout: Duration::from_secs(10),
@@ -385,6 +492,11 @@ impl Default for HubSection {
             reconnect_grace: hub.reconnect_grace,
             ring_frames: hub.ring_frames,
             max_viewer_lag: hub.max_viewer_lag,
+            max_frame_bytes: hub.budget.max_frame,
+            max_gop_bytes: hub.max_gop_bytes,
+            gop_burst_bytes: hub.gop_burst_bytes,
+            max_stream_bytes: hub.budget.max_stream,
+            max_memory_bytes: 0,
         }
     }
 }
@@ -428,6 +540,23 @@ impl Config {
         anyhow::ensure!(
             self.hub.ring_frames >= 16,
             "hub.ring_frames must be at least 16"
+        );
+        let hub = &self.hub;
+        anyhow::ensure!(
+            hub.max_frame_bytes >= 64 << 10,
+            "hub.max_frame_bytes must be at least 64 KiB"
+        );
+        anyhow::ensure!(
+            hub.max_stream_bytes >= 4 * hub.max_frame_bytes,
+            "hub.max_stream_bytes must be at least 4 times hub.max_frame_bytes"
+        );
+        anyhow::ensure!(
+            hub.max_gop_bytes <= hub.max_stream_bytes,
+            "hub.max_gop_bytes must be at most hub.max_stream_bytes"
+        );
+        anyhow::ensure!(
+            hub.max_memory_bytes == 0 || hub.max_memory_bytes >= hub.max_stream_bytes,
+            "hub.max_memory_bytes must be 0 (half of memory) or at least hub.max_stream_bytes"
         );
         if let Some(s) = &self.auth.publish_secret {
             anyhow::ensure!(
@@ -476,6 +605,12 @@ impl Config {
             self.rooms.max_publishers >= 1 && self.rooms.max_participants >= 1,
             "rooms.max_publishers and rooms.max_participants must be at least 1"
         );
+        // The files themselves are read at start (Server::start), which
+        // names the one that fails.
+        anyhow::ensure!(
+            self.tls.cert.is_some() == self.tls.key.is_some(),
+            "tls.cert and tls.key go together: set both (PEM files) or neither"
+        );
         Ok(())
     }
 
@@ -484,6 +619,16 @@ impl Config {
             ring_frames: self.hub.ring_frames,
             max_viewer_lag: self.hub.max_viewer_lag,
             reconnect_grace: self.hub.reconnect_grace,
+            max_gop_bytes: self.hub.max_gop_bytes,
+            gop_burst_bytes: self.hub.gop_burst_bytes,
+            budget: costream_hub::Budget {
+                max_frame: self.hub.max_frame_bytes,
+                max_stream: self.hub.max_stream_bytes,
+                max_total: match self.hub.max_memory_bytes {
+                    0 => half_of_memory(),
+                    n => n,
+                },
+            },
             ..Default::default()
         }
     }
@@ -492,6 +637,19 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
     }
+}
+
+/// Half of the machine's memory (`MemTotal` in /proc/meminfo), or 4 GiB
+/// where that cannot be read.
+fn half_of_memory() -> usize {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib.saturating_mul(1024) / 2)
+        })
+        .unwrap_or(4 << 30)
 }
 
 #[cfg(test)]
@@ -554,5 +712,36 @@ mod tests {
         let mut c = Config::default();
         c.auth.leeway = Duration::from_secs(3600);
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn tls_is_off_by_default_and_takes_a_cert_with_its_key() {
+        let text = Config::default().to_toml();
+        for line in [
+            "[tls]",
+            "cert = \"\"",
+            "key = \"\"",
+            "https_listen = \"0.0.0.0:8443\"",
+            "rtmps_listen = \"0.0.0.0:1936\"",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        let back: Config = toml::from_str(&text).unwrap();
+        assert!(back.tls.files().is_none());
+        let c: Config = toml::from_str(
+            "[tls]\ncert = \"/etc/costream/cert.pem\"\nkey = \"/etc/costream/key.pem\"",
+        )
+        .unwrap();
+        assert!(c.validate().is_ok());
+        assert_eq!(
+            c.tls.files(),
+            Some((
+                Path::new("/etc/costream/cert.pem"),
+                Path::new("/etc/costream/key.pem")
+            ))
+        );
+        let half: Config = toml::from_str("[tls]\ncert = \"/etc/costream/cert.pem\"").unwrap();
+        assert!(half.validate().is_err(), "a certificate without its key");
+        assert!(toml::from_str::<Config>("[tls]\ncertificate = \"x\"").is_err());
     }
 }

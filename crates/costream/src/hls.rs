@@ -23,6 +23,8 @@ pub struct HlsService {
     streams: Arc<Mutex<HashMap<StreamKey, Arc<HlsStream>>>>,
     config: HlsConfig,
     bridges: crate::bridge::Bridges,
+    /// The hub's per-stream memory budget, which bounds segment sizes too.
+    max_stream_bytes: usize,
 }
 
 pub struct HlsStream {
@@ -44,6 +46,7 @@ impl HlsService {
             streams: Arc::default(),
             config,
             bridges,
+            max_stream_bytes: hub.config().budget.max_stream,
         };
         if service.config.enabled {
             let svc = service.clone();
@@ -107,6 +110,8 @@ impl HlsService {
         let svc = self.clone();
         let seg_config = SegmenterConfig {
             target_duration_ms: self.config.segment_duration.as_millis() as u64,
+            // A stream's HLS window holds at most what its frames may hold.
+            max_segment_bytes: self.max_stream_bytes / (self.config.window + 1),
             ..Default::default()
         };
         tokio::spawn(async move {

@@ -3,23 +3,58 @@
 use std::io::IoSlice;
 
 use bytes::{Buf, Bytes};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// Buffers handed to one `writev`.
 const MAX_IOV: usize = 64;
 
 /// Sets a socket's kernel send buffer (best effort: a failure only costs latency).
-pub fn set_send_buffer(socket: &tokio::net::TcpStream, bytes: usize) {
+pub fn set_send_buffer(socket: &TcpStream, bytes: usize) {
     if bytes > 0 {
         let _ = socket2::SockRef::from(socket).set_send_buffer_size(bytes);
     }
 }
 
+/// A client's connection as the protocol edges see it: plain TCP, or TLS
+/// over TCP (HTTPS, RTMPS). The HTTP and RTMP code is generic over it.
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// The TCP socket underneath: addresses and socket options.
+    fn tcp(&self) -> &TcpStream;
+
+    /// Writes what the socket takes at once without waiting, or fails
+    /// with `WouldBlock`. TLS has no such write (a record may be half
+    /// sent): its streams keep this default, and [`write_viewer`] goes
+    /// straight to its bounded wait.
+    fn try_write_now(&mut self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        let _ = bufs;
+        Err(std::io::ErrorKind::WouldBlock.into())
+    }
+}
+
+impl ClientStream for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+
+    #[inline]
+    fn try_write_now(&mut self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        self.try_write_vectored(bufs)
+    }
+}
+
+impl ClientStream for tokio_rustls::server::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
 /// Writes every buffer to a viewer's socket, failing when what the socket
-/// could not take at once needs longer than `limit`. The common case (the socket has room) completes in one
-/// non-blocking `writev` without arming a timer.
-pub async fn write_viewer(
-    socket: &mut tokio::net::TcpStream,
+/// could not take at once needs longer than `limit`. Over TCP the common
+/// case (the socket has room) completes in one non-blocking `writev`
+/// without arming a timer.
+pub async fn write_viewer<S: ClientStream>(
+    socket: &mut S,
     bufs: &mut [Bytes],
     limit: std::time::Duration,
 ) -> std::io::Result<()> {
@@ -27,7 +62,7 @@ pub async fn write_viewer(
     while first < bufs.len() {
         let mut slices = [IoSlice::new(&[]); MAX_IOV];
         let n = fill_iovecs(&mut slices, &bufs[first..]);
-        match socket.try_write_vectored(&slices[..n]) {
+        match socket.try_write_now(&slices[..n]) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => first = advance(bufs, first, n),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,

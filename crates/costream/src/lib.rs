@@ -20,4 +20,5 @@ pub mod play_auth;
 pub mod room;
 pub mod rtmp;
 pub mod server;
+pub mod tls;
 pub mod webrtc;

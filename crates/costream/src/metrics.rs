@@ -107,7 +107,11 @@ pub fn handle() -> &'static PrometheusHandle {
         );
         metrics::describe_counter!(
             REFUSED,
-            "Play or publish requests the access policy refused, by protocol and reason"
+            "Requests and clients refused (access policy, limits, deadlines, memory budgets), by protocol and reason"
+        );
+        metrics::describe_gauge!(
+            "costream_hub_bytes",
+            "Bytes all streams' frames hold (payloads and muxed copies), against hub.max_memory_bytes"
         );
         handle
     })
@@ -131,6 +135,7 @@ pub fn render(hub: &Hub, rooms: &crate::room::Rooms) -> String {
     let totals = hub.totals();
     metrics::counter!("costream_frames_dropped_total").absolute(totals.frames_dropped());
     metrics::counter!("costream_viewer_skips_total").absolute(totals.viewer_skips());
+    metrics::gauge!("costream_hub_bytes").set(totals.held_bytes() as f64);
     handle.render()
 }
 

@@ -1312,3 +1312,58 @@ async fn a_refused_whep_offer_starts_no_bridge() {
     assert_eq!(status, 201, "{body}");
     assert_eq!(bridges().await, 1);
 }
+
+/// Transcoding is capped: a stream with B-frames above
+/// `transcode.max_reencode_resolution` (240 here, the source is 360p) is
+/// not re-encoded for a WHEP viewer (503 naming the setting), and past
+/// `transcode.max_bridges` (1 here) a viewer needing another bridge gets a
+/// 503 too; both counted. The viewer of the first bridge is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transcoding_is_capped_in_resolution_and_number() {
+    let server = start_server(|c| {
+        c.transcode.max_bridges = 1;
+        c.transcode.max_reencode_resolution = 240;
+    })
+    .await;
+    let http = server.http_addr;
+    let _bf = ffmpeg_push(
+        &rtmp_url(&server, "live/bf"),
+        &["-profile:v", "high", "-bf", "2"],
+    );
+    let _a = ffmpeg_push(&rtmp_url(&server, "live/a"), &[]);
+    let _b = ffmpeg_push(&rtmp_url(&server, "live/b"), &[]);
+    for key in ["live/bf", "live/a", "live/b"] {
+        wait_for_stream(&server, key).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while api(http, "/api/v1/streams/live/bf").await["video"]["b_frames"] != true {
+        assert!(Instant::now() < deadline, "ffmpeg sends no B-frames");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, offer) = Peer::new(Direction::RecvOnly);
+    let (status, _, body) = post_offer(http, "/whep/live/bf", &offer).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("transcode.max_reencode_resolution"), "{body}");
+
+    // AAC streams need an Opus bridge each: the first runs, the second is refused.
+    let (mut viewer, offer) = Peer::new(Direction::RecvOnly);
+    let (status, _, answer) = post_offer(http, "/whep/live/a", &offer).await;
+    assert_eq!(status, 201, "{answer}");
+    viewer.accept_answer(&answer);
+    let (_, offer) = Peer::new(Direction::RecvOnly);
+    let (status, _, body) = post_offer(http, "/whep/live/b", &offer).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("transcode.max_bridges"), "{body}");
+    let got = pump_until(&mut [&mut viewer], Duration::from_secs(10), |p| {
+        p[0].media.iter().filter(|m| m.mid == p[0].video).count() >= 25
+    })
+    .await;
+    assert!(got, "the first bridge's viewer got no video");
+    let (_, metrics) = admin_get(http, "/metrics").await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains("reason=\"reencode_resolution\""),
+        "counted"
+    );
+    assert!(metrics.contains("reason=\"bridge_limit\""), "counted");
+}

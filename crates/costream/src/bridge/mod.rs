@@ -23,11 +23,22 @@ use parking_lot::Mutex;
 
 pub use audio::AudioTarget;
 
+/// The HTTP status for a viewer [`Bridges::subscribe`] refused.
+pub fn refusal_status(e: &SubscribeError) -> axum::http::StatusCode {
+    match e {
+        SubscribeError::NotFound(_) => axum::http::StatusCode::NOT_FOUND,
+        SubscribeError::Unavailable(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
 /// The running bridges, by twin key.
 #[derive(Clone)]
 pub struct Bridges {
     hub: Hub,
     running: Arc<Mutex<HashMap<StreamKey, Arc<BridgeStats>>>>,
+    /// `transcode.max_bridges` and `transcode.max_reencode_resolution`.
+    max: usize,
+    max_reencode: u32,
 }
 
 /// What a bridge has done, for the API.
@@ -71,10 +82,54 @@ pub struct BridgeInfo {
 
 impl Bridges {
     pub fn new(hub: Hub) -> Bridges {
+        let limits = crate::config::TranscodeConfig::default();
         Bridges {
             hub,
             running: Arc::default(),
+            max: limits.max_bridges,
+            max_reencode: limits.max_reencode_resolution,
         }
+    }
+
+    pub fn with_limits(mut self, limits: &crate::config::TranscodeConfig) -> Bridges {
+        self.max = limits.max_bridges;
+        self.max_reencode = limits.max_reencode_resolution;
+        self
+    }
+
+    /// Whether another bridge for `key` may start; refusals are counted.
+    fn may_start(
+        &self,
+        key: &StreamKey,
+        target: AudioTarget,
+        running: usize,
+    ) -> Result<(), SubscribeError> {
+        let refuse = |reason: &'static str, why: String| {
+            crate::metrics::refused("bridge", reason, None, format_args!("{key}: {why}"));
+            Err(SubscribeError::Unavailable(why))
+        };
+        if running >= self.max {
+            return refuse(
+                "bridge_limit",
+                format!("{} bridges run already (transcode.max_bridges)", self.max),
+            );
+        }
+        let info = self.hub.stream(key).map(|s| s.info()).unwrap_or_default();
+        if target == AudioTarget::Opus && info.b_frames {
+            if let Some(v) = info
+                .video
+                .filter(|v| v.width.min(v.height) > self.max_reencode)
+            {
+                return refuse(
+                    "reencode_resolution",
+                    format!(
+                        "the stream is {}x{} with B-frames; WebRTC needs it re-encoded, which is capped at {}p (transcode.max_reencode_resolution)",
+                        v.width, v.height, self.max_reencode
+                    ),
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Subscribes a viewer of `protocol` to `key`: directly when the protocol
@@ -93,6 +148,7 @@ impl Bridges {
         // viewers, so a new viewer never subscribes to a twin being ended.
         let mut running = self.running.lock();
         if self.hub.stream(&twin).is_none() || !running.contains_key(&twin) {
+            self.may_start(key, target, running.len())?;
             let stats = task::start(&self.hub, key, &twin, target, self.running.clone())?;
             running.insert(twin.clone(), stats);
         }

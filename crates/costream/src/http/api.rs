@@ -171,6 +171,8 @@ fn describe(state: &AppState, stream: &Stream) -> Value {
         "bytes_in": stats.bytes_in(),
         "dropped_frames": stats.frames_dropped(),
         "viewer_skips": stats.viewer_skips(),
+        // What its frames hold now, against hub.max_stream_bytes.
+        "memory_bytes": stream.held_bytes(),
     })
 }
 

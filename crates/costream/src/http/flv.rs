@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use costream_hub::{Protocol, StreamKey, Subscriber};
@@ -25,7 +25,7 @@ pub(super) async fn play(state: Arc<AppState>, key: StreamKey, client: Client) -
         Ok(s) => s,
         Err(e) => {
             metrics::counter!(crate::metrics::REJECTED, "protocol" => "flv", "reason" => "not_found").increment(1);
-            return error(StatusCode::NOT_FOUND, &e.to_string());
+            return error(crate::bridge::refusal_status(&e), &e.to_string());
         }
     };
     sub.set_coalesce(state.config.hub.write_coalesce);

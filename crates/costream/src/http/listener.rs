@@ -3,6 +3,9 @@
 //! the shared FLV tags written with vectored writes, no HTTP chunk framing
 //! and no per-frame trips through hyper. Everything else goes to hyper/axum
 //! with the bytes already read replayed in front of the socket.
+//!
+//! HTTPS is the same code over a TLS stream: the handshake first, within
+//! the head deadline, then everything as over plain TCP.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -17,30 +20,58 @@ use costream_hub::{Protocol, StreamKey, Subscriber};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-use crate::io::write_viewer;
+use crate::io::{write_viewer, ClientStream};
 use crate::limits::{Connections, Slot};
 use crate::play_auth::{authorize, Action, Client};
 use crate::server::AppState;
+use crate::tls::Tls;
 
 /// Bound on the first request head we look at ourselves.
 const MAX_HEAD: usize = 16 * 1024;
 const BATCH: usize = 64;
 
-pub async fn accept_loop(listener: TcpListener, state: Arc<AppState>, router: Router) {
-    let http = &state.config.http;
-    let conns = Connections::new(http.max_connections, http.max_connections_per_ip);
+/// Serves HTTP, or HTTPS with `tls`. `conns` is shared by both listeners:
+/// the caps count a client's connections over either.
+pub async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    router: Router,
+    conns: Connections,
+    tls: Option<Arc<Tls>>,
+) {
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
                 let Some(slot) = conns.admit_or_refuse("http", peer.ip()) else {
                     continue; // closed at once: a flood costs an accept, no more
                 };
+                let started = Instant::now();
                 let _ = tcp.set_nodelay(true);
                 crate::io::set_send_buffer(&tcp, state.config.hub.viewer_send_buffer);
-                tokio::spawn(connection(tcp, peer, state.clone(), router.clone(), slot));
+                let (state, router) = (state.clone(), router.clone());
+                let Some(tls) = &tls else {
+                    tokio::spawn(connection(tcp, peer, state, router, started, slot));
+                    continue;
+                };
+                // Taken now: a reload later changes nothing for this one.
+                let acceptor = tls.https();
+                tokio::spawn(async move {
+                    let deadline = head_deadline(started, &state);
+                    let handshake = crate::tls::handshake(
+                        &acceptor,
+                        tcp,
+                        peer,
+                        deadline,
+                        "http",
+                        "head_timeout",
+                    );
+                    if let Some(stream) = handshake.await {
+                        connection(stream, peer, state, router, started, slot).await;
+                    }
+                });
             }
             Err(e) => {
                 tracing::warn!("http accept failed: {e}");
@@ -50,18 +81,24 @@ pub async fn accept_loop(listener: TcpListener, state: Arc<AppState>, router: Ro
     }
 }
 
-async fn connection(
-    mut tcp: TcpStream,
+/// When the first request head must be in: `http.head_timeout` after the
+/// connection was accepted (a TLS handshake included).
+fn head_deadline(started: Instant, state: &AppState) -> tokio::time::Instant {
+    tokio::time::Instant::from_std(started + state.config.http.head_timeout)
+}
+
+async fn connection<S: ClientStream>(
+    mut tcp: S,
     peer: SocketAddr,
     state: Arc<AppState>,
     router: Router,
+    started: Instant,
     _slot: Slot,
 ) {
-    let started = Instant::now();
     let head_timeout = state.config.http.head_timeout;
     // One deadline for the whole head, not per read: a client trickling a
     // byte at a time (slowloris) is cut off all the same.
-    let head_deadline = tokio::time::Instant::from_std(started + head_timeout);
+    let head_deadline = head_deadline(started, &state);
     let mut head = BytesMut::with_capacity(1024);
     let flv = loop {
         match tokio::time::timeout_at(head_deadline, tcp.read_buf(&mut head)).await {
@@ -90,7 +127,8 @@ async fn connection(
         // Answered here, refused or not: asked once (an on_play callback
         // is an HTTP call).
         if let Err(refusal) = authorize(&state, &client.ask(&key, Action::Play, "flv")).await {
-            return write_error(&mut tcp, &state, refusal.status, &refusal.message).await;
+            write_error(&mut tcp, &state, refusal.status, &refusal.message).await;
+            return close(&mut tcp).await;
         }
         match state.bridges.subscribe(&key, Protocol::Flv) {
             Ok(sub) => {
@@ -103,13 +141,13 @@ async fn connection(
                 write_error(
                     &mut tcp,
                     &state,
-                    axum::http::StatusCode::NOT_FOUND,
+                    crate::bridge::refusal_status(&e),
                     &message,
                 )
                 .await;
             }
         }
-        return;
+        return close(&mut tcp).await;
     }
     let io = TokioIo::new(Rewind {
         prefix: head.freeze(),
@@ -132,10 +170,17 @@ async fn connection(
     }
 }
 
+/// Ends a connection the fast path answered. Over TLS the end of a body
+/// that runs until the close (HTTP-FLV) is a close_notify, without which
+/// a client cannot tell it from a cut; a write, so briefly bounded.
+async fn close<S: ClientStream>(tcp: &mut S) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), tcp.shutdown()).await;
+}
+
 /// A JSON error, as `crate::http::error` makes it, written by hand on the
 /// fast path (the connection then closes).
-async fn write_error(
-    tcp: &mut TcpStream,
+async fn write_error<S: ClientStream>(
+    tcp: &mut S,
     state: &AppState,
     status: axum::http::StatusCode,
     message: &str,
@@ -147,7 +192,11 @@ async fn write_error(
         body.len(),
         state.config.http.cors_origin
     );
-    let write = tcp.write_all(response.as_bytes());
+    // Flushed too: over TLS the last record may still be in the session.
+    let write = async {
+        tcp.write_all(response.as_bytes()).await?;
+        tcp.flush().await
+    };
     let _ = tokio::time::timeout(state.config.rtmp.write_timeout, write).await;
 }
 
@@ -176,8 +225,8 @@ fn flv_request(req: &httparse::Request, peer: SocketAddr) -> Option<(StreamKey, 
     Some((key, client))
 }
 
-async fn serve_flv(
-    tcp: &mut TcpStream,
+async fn serve_flv<S: ClientStream>(
+    tcp: &mut S,
     key: StreamKey,
     mut sub: Subscriber,
     state: &AppState,
@@ -201,6 +250,15 @@ async fn serve_flv(
     let result = loop {
         let bytes: usize = bufs.iter().map(|b| b.len()).sum();
         if let Err(e) = write_viewer(tcp, &mut bufs, write_timeout).await {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                let ip = tcp.tcp().peer_addr().ok().map(|a| a.ip());
+                crate::metrics::refused(
+                    "flv",
+                    "write_timeout",
+                    ip,
+                    format_args!("a write took over {write_timeout:?}"),
+                );
+            }
             break Err(e.into());
         }
         unsent += bytes as u64;
@@ -225,12 +283,12 @@ async fn serve_flv(
 }
 
 /// A socket with bytes already read put back in front.
-struct Rewind {
+struct Rewind<S> {
     prefix: Bytes,
-    inner: TcpStream,
+    inner: S,
 }
 
-impl AsyncRead for Rewind {
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -246,7 +304,7 @@ impl AsyncRead for Rewind {
     }
 }
 
-impl AsyncWrite for Rewind {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

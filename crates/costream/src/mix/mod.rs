@@ -27,8 +27,7 @@ use serde_json::{json, Value};
 use engine::{Engine, Target};
 use task::MixParams;
 
-/// At most this many mixes run at once, each at most this many inputs.
-const MAX_MIXES: usize = 16;
+/// A mix takes at most this many inputs.
 const MAX_INPUTS: usize = 16;
 
 /// What `POST /api/v1/mixes` takes.
@@ -114,6 +113,8 @@ pub struct Mixes {
     hub: Hub,
     mixes: Arc<Mutex<HashMap<String, Mix>>>,
     next: Arc<AtomicU64>,
+    /// At most this many mixes run at once (`transcode.max_mixes`).
+    max: usize,
 }
 
 impl Mixes {
@@ -122,7 +123,14 @@ impl Mixes {
             hub,
             mixes: Arc::new(Mutex::new(HashMap::new())),
             next: Arc::new(AtomicU64::new(1)),
+            max: crate::config::TranscodeConfig::default().max_mixes,
         }
+    }
+
+    /// At most `max` mixes at once.
+    pub fn with_limit(mut self, max: usize) -> Mixes {
+        self.max = max;
+        self
     }
 
     /// Starts a mix of a room's publications, following them as
@@ -193,8 +201,17 @@ impl Mixes {
         for url in &spec.push {
             push::check_url(url).map_err(bad)?;
         }
-        if self.mixes.lock().len() >= MAX_MIXES {
-            return Err((503, format!("{MAX_MIXES} mixes run already")));
+        if self.mixes.lock().len() >= self.max {
+            crate::metrics::refused(
+                "mix",
+                "mix_limit",
+                None,
+                format_args!("{} mixes run already (transcode.max_mixes)", self.max),
+            );
+            return Err((
+                503,
+                format!("{} mixes run already (transcode.max_mixes)", self.max),
+            ));
         }
         let id = format!("mix-{}", self.next.fetch_add(1, Ordering::Relaxed));
         let params = MixParams {

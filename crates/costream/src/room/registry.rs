@@ -1180,9 +1180,9 @@ fn gone() -> Refusal {
 
 fn offer_refusal(e: OfferError) -> Refusal {
     match e {
-        OfferError::Stopped | OfferError::Rtc(RtcError::TooManySessions(_)) => {
-            (ErrorCode::Unavailable, e.to_string())
-        }
+        OfferError::Stopped
+        | OfferError::Unavailable(_)
+        | OfferError::Rtc(RtcError::TooManySessions(_)) => (ErrorCode::Unavailable, e.to_string()),
         OfferError::Busy(_) => (
             ErrorCode::BadOffer,
             format!("{e} (the previous publication is still ending; try again)"),

@@ -8,8 +8,8 @@ use bytes::BytesMut;
 use costream_hub::StreamKey;
 use costream_rtmp::{ServerConfig, ServerEvent, ServerSession};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use crate::io::ClientStream;
 use crate::limits::Slot;
 use crate::play_auth::{Action, Ask};
 use crate::server::AppState;
@@ -38,17 +38,63 @@ impl Request {
     }
 }
 
-pub(super) async fn serve(mut socket: TcpStream, state: Arc<AppState>, _slot: Slot) {
-    let _ = socket.set_nodelay(true);
-    match run(&mut socket, &state).await {
+/// How long closing may take: over TLS a close is a write (close_notify)
+/// that a client which reads nothing would hold up.
+const CLOSE_LIMIT: Duration = Duration::from_secs(1);
+
+/// Serves one connection, accepted (its TLS handshake included, if any)
+/// at `accepted_at`.
+pub(super) async fn serve<S: ClientStream>(
+    mut socket: S,
+    state: Arc<AppState>,
+    _slot: Slot,
+    accepted_at: Instant,
+) {
+    match run(&mut socket, &state, accepted_at).await {
         Ok(()) => tracing::debug!("connection closed"),
         Err(e) => tracing::info!("connection closed: {e:#}"),
     }
-    let _ = socket.shutdown().await;
+    let limit = CLOSE_LIMIT.min(state.config.rtmp.write_timeout);
+    let _ = tokio::time::timeout(limit, socket.shutdown()).await;
 }
 
-async fn run(socket: &mut TcpStream, state: &Arc<AppState>) -> anyhow::Result<()> {
-    let accepted_at = Instant::now();
+/// Writes (and flushes) `out` within `limit` (`rtmp.write_timeout`): a
+/// client that never reads cannot hold the connection's task.
+pub(super) async fn write_out<S: ClientStream>(
+    socket: &mut S,
+    out: &[u8],
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let write = async {
+        socket.write_all(out).await?;
+        socket.flush().await
+    };
+    let result = tokio::time::timeout(limit, write).await;
+    match result {
+        Ok(r) => Ok(r?),
+        Err(_) => {
+            write_timed_out(socket, limit);
+            anyhow::bail!("the client read nothing for {limit:?}")
+        }
+    }
+}
+
+/// Counts (and logs) a write to `socket` that ran out of `limit`.
+pub(super) fn write_timed_out<S: ClientStream>(socket: &S, limit: Duration) {
+    let ip = socket.tcp().peer_addr().ok().map(|a| a.ip());
+    crate::metrics::refused(
+        "rtmp",
+        "write_timeout",
+        ip,
+        format_args!("a write took over {limit:?}"),
+    );
+}
+
+async fn run<S: ClientStream>(
+    socket: &mut S,
+    state: &Arc<AppState>,
+    accepted_at: Instant,
+) -> anyhow::Result<()> {
     let rtmp = &state.config.rtmp;
     let mut session = ServerSession::new(ServerConfig {
         chunk_size: rtmp.chunk_size,
@@ -65,7 +111,7 @@ async fn run(socket: &mut TcpStream, state: &Arc<AppState>) -> anyhow::Result<()
         let n = tokio::time::timeout_at(wait.min(setup_deadline), socket.read_buf(&mut buf))
             .await
             .map_err(|_| {
-                let ip = socket.peer_addr().ok().map(|a| a.ip());
+                let ip = socket.tcp().peer_addr().ok().map(|a| a.ip());
                 crate::metrics::refused(
                     "rtmp",
                     "setup_timeout",
@@ -142,7 +188,7 @@ async fn run(socket: &mut TcpStream, state: &Arc<AppState>) -> anyhow::Result<()
         }
         let out = session.take_output();
         if !out.is_empty() {
-            socket.write_all(&out).await?;
+            write_out(socket, &out, rtmp.write_timeout).await?;
         }
     }
 }
@@ -158,8 +204,8 @@ struct Asked {
 /// Validates the stream key (a bad one is refused with an error status),
 /// then hands the connection to publishing or playing.
 #[allow(clippy::too_many_arguments)]
-async fn dispatch(
-    socket: &mut TcpStream,
+async fn dispatch<S: ClientStream>(
+    socket: &mut S,
     mut session: ServerSession,
     buf: BytesMut,
     asked: Asked,
@@ -185,7 +231,7 @@ async fn dispatch(
                 session.reject_play(stream_id, "NetStream.Play.StreamNotFound", &desc)?;
             }
             metrics::counter!(crate::metrics::REJECTED, "protocol" => "rtmp", "reason" => "bad_key").increment(1);
-            return flush_and_linger(socket, &mut session).await;
+            return flush_and_linger(socket, &mut session, state).await;
         }
     };
     let mut q = app_query.to_owned();
@@ -210,12 +256,13 @@ async fn dispatch(
 
 /// Sends what the session has to say (an error status) and gives the client
 /// a moment to read it before the connection closes.
-pub(super) async fn flush_and_linger(
-    socket: &mut TcpStream,
+pub(super) async fn flush_and_linger<S: ClientStream>(
+    socket: &mut S,
     session: &mut ServerSession,
+    state: &AppState,
 ) -> anyhow::Result<()> {
     let out = session.take_output();
-    socket.write_all(&out).await?;
+    write_out(socket, &out, state.config.rtmp.write_timeout).await?;
     let mut scratch = [0u8; 4096];
     let deadline = tokio::time::sleep(Duration::from_millis(500));
     tokio::pin!(deadline);
@@ -224,5 +271,33 @@ pub(super) async fn flush_and_linger(
             _ = &mut deadline => return Ok(()),
             r = socket.read(&mut scratch) => if matches!(r, Ok(0) | Err(_)) { return Ok(()) },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client that reads nothing: the write gives up at the limit
+    /// instead of holding its task.
+    #[tokio::test]
+    async fn a_write_the_client_never_reads_ends_at_the_limit() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut socket, _) = listener.accept().await.unwrap();
+        // Far more than the kernel buffers of both ends hold.
+        let out = vec![0u8; 64 << 20];
+        let started = Instant::now();
+        let err = write_out(&mut socket, &out, Duration::from_millis(200))
+            .await
+            .expect_err("the client reads nothing");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(err.to_string().contains("read nothing"), "{err}");
     }
 }

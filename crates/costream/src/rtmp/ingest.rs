@@ -6,15 +6,15 @@ use bytes::{Bytes, BytesMut};
 use costream_flv::{demux_audio, demux_video, record_with_nal_length_4, FlvError};
 use costream_hub::{avc::AvcConfig, FrameKind, Protocol, PublishError, Publisher};
 use costream_rtmp::{ServerEvent, ServerSession};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 
-use super::conn::{flush_and_linger, Request};
+use super::conn::{flush_and_linger, write_out, Request};
+use crate::io::ClientStream;
 use crate::play_auth::{authorize, Action};
 use crate::server::AppState;
 
-pub(super) async fn run(
-    socket: &mut TcpStream,
+pub(super) async fn run<S: ClientStream>(
+    socket: &mut S,
     mut session: ServerSession,
     mut buf: BytesMut,
     req: Request,
@@ -24,17 +24,17 @@ pub(super) async fn run(
         let why = crate::room::ROOM_FEED_REFUSAL;
         tracing::warn!(stream = %req.key, "publish refused: {why}");
         session.reject_publish(req.stream_id, "NetStream.Publish.BadName", why)?;
-        return flush_and_linger(socket, &mut session).await;
+        return flush_and_linger(socket, &mut session, state).await;
     }
     // `[auth] publish_secret` and `on_publish`.
-    let ip = socket.peer_addr().ok().map(|a| a.ip());
+    let ip = socket.tcp().peer_addr().ok().map(|a| a.ip());
     if let Err(refusal) = authorize(state, &req.ask(Action::Publish, ip)).await {
         session.reject_publish(
             req.stream_id,
             refusal.rtmp_code(Action::Publish),
             &refusal.message,
         )?;
-        return flush_and_linger(socket, &mut session).await;
+        return flush_and_linger(socket, &mut session, state).await;
     }
     let publisher = match state.hub.publish(req.key.clone(), Protocol::Rtmp) {
         Ok(p) => p,
@@ -43,7 +43,7 @@ pub(super) async fn run(
             metrics::counter!(crate::metrics::REJECTED, "protocol" => "rtmp", "reason" => "busy")
                 .increment(1);
             session.reject_publish(req.stream_id, "NetStream.Publish.BadName", &e.to_string())?;
-            return flush_and_linger(socket, &mut session).await;
+            return flush_and_linger(socket, &mut session, state).await;
         }
     };
     session.accept_publish(req.stream_id)?;
@@ -52,6 +52,7 @@ pub(super) async fn run(
         .increment(1);
     let received = metrics::counter!(crate::metrics::BYTES_RECEIVED, "protocol" => "rtmp");
     let idle = state.config.rtmp.idle_timeout;
+    let write_timeout = state.config.rtmp.write_timeout;
     let mut ingest = Ingest {
         publisher: &publisher,
         nal_length_size: 4,
@@ -65,9 +66,11 @@ pub(super) async fn run(
                     return Ok(true);
                 }
             }
+            // Acknowledgements and the like: a publisher that reads none
+            // of them is cut off like a viewer that cannot keep up.
             let out = session.take_output();
             if !out.is_empty() {
-                socket.write_all(&out).await?;
+                write_out(socket, &out, write_timeout).await?;
             }
             let n = tokio::select! {
                 r = tokio::time::timeout(idle, socket.read_buf(&mut buf)) => match r {
@@ -99,8 +102,32 @@ pub(super) async fn run(
             tracing::info!(stream = %req.key, "publisher connection closed");
             Ok(())
         }
-        Err(e) => Err(e),
+        Err(e) => {
+            if cut_off(&e, ip) {
+                // No grace for a publisher cut off for what it sent.
+                publisher.end();
+            }
+            Err(e)
+        }
     }
+}
+
+/// Counts a publisher cut off for what it sent (a frame or message too
+/// large, a stream over its memory budget); false for other errors.
+fn cut_off(e: &anyhow::Error, ip: Option<std::net::IpAddr>) -> bool {
+    if let Some(push) = e.downcast_ref::<costream_hub::PushError>() {
+        if push.is_over_budget() {
+            crate::metrics::refused("rtmp", push.reason(), ip, format_args!("{push}"));
+            return true;
+        }
+    } else if let Some(
+        rtmp @ costream_rtmp::Error::Chunk(costream_rtmp::ChunkError::MessageTooLarge { .. }),
+    ) = e.downcast_ref::<costream_rtmp::Error>()
+    {
+        crate::metrics::refused("rtmp", "frame_too_large", ip, format_args!("{rtmp}"));
+        return true;
+    }
+    false
 }
 
 struct Ingest<'a> {

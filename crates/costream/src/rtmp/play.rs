@@ -4,13 +4,12 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use costream_hub::{Protocol, SubscribeError};
+use costream_hub::Protocol;
 use costream_rtmp::{ServerEvent, ServerSession};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 
-use super::conn::{flush_and_linger, Request};
-use crate::io::{write_all_vectored, write_viewer};
+use super::conn::{flush_and_linger, write_timed_out, Request};
+use crate::io::{write_all_vectored, write_viewer, ClientStream};
 use crate::mux;
 use crate::play_auth::{authorize, Action};
 use crate::server::AppState;
@@ -18,25 +17,25 @@ use crate::server::AppState;
 /// Frames taken from the queue per vectored write.
 const BATCH: usize = 32;
 
-pub(super) async fn run(
-    socket: &mut TcpStream,
+pub(super) async fn run<S: ClientStream>(
+    socket: &mut S,
     mut session: ServerSession,
     mut buf: BytesMut,
     req: Request,
     state: &Arc<AppState>,
 ) -> anyhow::Result<()> {
-    let ip = socket.peer_addr().ok().map(|a| a.ip());
+    let ip = socket.tcp().peer_addr().ok().map(|a| a.ip());
     if let Err(refusal) = authorize(state, &req.ask(Action::Play, ip)).await {
         session.reject_play(
             req.stream_id,
             refusal.rtmp_code(Action::Play),
             &refusal.message,
         )?;
-        return flush_and_linger(socket, &mut session).await;
+        return flush_and_linger(socket, &mut session, state).await;
     }
     let mut sub = match state.bridges.subscribe(&req.key, Protocol::Rtmp) {
         Ok(s) => s,
-        Err(e @ SubscribeError::NotFound(_)) => {
+        Err(e) => {
             tracing::info!(stream = %req.key, "play refused: {e}");
             metrics::counter!(crate::metrics::REJECTED, "protocol" => "rtmp", "reason" => "not_found").increment(1);
             session.reject_play(
@@ -44,10 +43,10 @@ pub(super) async fn run(
                 "NetStream.Play.StreamNotFound",
                 &e.to_string(),
             )?;
-            return flush_and_linger(socket, &mut session).await;
+            return flush_and_linger(socket, &mut session, state).await;
         }
     };
-    crate::io::set_send_buffer(socket, state.config.hub.viewer_send_buffer);
+    crate::io::set_send_buffer(socket.tcp(), state.config.hub.viewer_send_buffer);
     sub.set_coalesce(state.config.hub.write_coalesce);
     session.accept_play(req.stream_id)?;
     session.send_data(req.stream_id, &mux::on_metadata(&sub.stream().info()));
@@ -67,7 +66,12 @@ pub(super) async fn run(
         }
         if !bufs.is_empty() {
             let bytes: usize = bufs.iter().map(|b| b.len()).sum();
-            write_viewer(socket, &mut bufs, write_timeout).await?;
+            if let Err(e) = write_viewer(socket, &mut bufs, write_timeout).await {
+                if e.kind() == std::io::ErrorKind::TimedOut {
+                    write_timed_out(socket, write_timeout);
+                }
+                return Err(e.into());
+            }
             bufs.clear();
             sent.increment(bytes as u64);
         }

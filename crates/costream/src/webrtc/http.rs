@@ -177,9 +177,9 @@ async fn offer(
             let status = match &e {
                 OfferError::Busy(_) => StatusCode::CONFLICT,
                 OfferError::NotLive(_) => StatusCode::NOT_FOUND,
-                OfferError::Rtc(RtcError::TooManySessions(_)) | OfferError::Stopped => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
+                OfferError::Rtc(RtcError::TooManySessions(_))
+                | OfferError::Stopped
+                | OfferError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
                 // Subscriber connections only; never a WHIP/WHEP offer.
                 OfferError::Renew(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 OfferError::Rtc(RtcError::NoSupportedCodec(_)) => StatusCode::NOT_ACCEPTABLE,
@@ -207,16 +207,7 @@ async fn trickle(
     let (Some(rtc), Some(session)) = (&state.rtc, session_of(&state, &app, &stream, &id)) else {
         return error(StatusCode::NOT_FOUND, "no such session");
     };
-    let text = String::from_utf8_lossy(&body);
-    let lines: Vec<String> = text
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("a="))
-        .filter(|l| l.starts_with("candidate:"))
-        // One past the cap is enough to be refused.
-        .take(costream_rtc::MAX_TRICKLED_CANDIDATES + 1)
-        .map(String::from)
-        .collect();
-    match rtc.add_candidates(session, lines).await {
+    match rtc.add_candidates(session, trickle_lines(&body)).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(RtcError::UnknownSession(_)) => error(StatusCode::NOT_FOUND, "no such session"),
         Err(e @ RtcError::TooManyCandidates(_)) => {
@@ -225,6 +216,19 @@ async fn trickle(
         }
         Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
     }
+}
+
+/// The `a=candidate:` lines of a trickle body (an RFC 8840 SDP fragment),
+/// without the `a=`; other lines are ignored.
+pub(super) fn trickle_lines(body: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(body)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("a="))
+        .filter(|l| l.starts_with("candidate:"))
+        // One past the cap is enough to be refused.
+        .take(costream_rtc::MAX_TRICKLED_CANDIDATES + 1)
+        .map(String::from)
+        .collect()
 }
 
 async fn end(

@@ -3,6 +3,8 @@
 //! per-viewer forwarders talk to it over bounded channels.
 
 mod convert;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 mod levels;
 pub mod resources;
@@ -19,7 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use costream_hub::{Frame, Hub, Protocol, PublishError, Publisher, StreamKey, Subscriber};
+use costream_hub::{
+    Frame, Hub, Protocol, PublishError, Publisher, StreamKey, SubscribeError, Subscriber,
+};
 use costream_rtc::{
     Direction, HostOutput, RtcError, RtcHost, RtcHostConfig, SessionEvent, SessionId, Transport,
 };
@@ -87,6 +91,9 @@ pub enum OfferError {
     Busy(#[from] PublishError),
     #[error("stream {0} is not live")]
     NotLive(StreamKey),
+    /// Live, but a limit keeps this viewer from it (the text says which).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("the WebRTC service is not running")]
     Stopped,
     /// A subscriber connection whose retired m-lines reached the limit:
@@ -242,7 +249,8 @@ impl RtcService {
         let (tx, rx) = mpsc::channel(4096);
         let levels = AudioLevels::default();
         if let Some(listener) = listener {
-            tokio::spawn(tcp::accept_loop(listener, tx.clone()));
+            let limits = tcp::Limits::new(config);
+            tokio::spawn(tcp::accept_loop(listener, tx.clone(), limits));
         }
         let task = Task {
             host,
@@ -615,6 +623,10 @@ impl Task {
                     return;
                 };
                 tracing::info!(session = %id, stream = %s.key, "WebRTC connected");
+                if s.direction == Direction::Publish && s.publisher.is_none() {
+                    self.publisher_connected(id);
+                    return;
+                }
                 if let Some(sub) = s.pending_viewer.take() {
                     s.forwarder = Some(tokio::spawn(forward(sub, id, self.commands.clone())));
                     // Browsers send keyframes rarely: unless one came
@@ -684,8 +696,16 @@ impl Task {
                 }
                 let had_config = clock.has_video_config();
                 for f in clock.convert(&frame) {
-                    if publisher.push(f).is_err() {
-                        // Kicked through the API: end the session.
+                    if let Err(e) = publisher.push(f) {
+                        // Kicked through the API, or cut off: end the session.
+                        if e.is_over_budget() {
+                            crate::metrics::refused(
+                                "webrtc",
+                                e.reason(),
+                                None,
+                                format_args!("{e}"),
+                            );
+                        }
                         self.host.close(id);
                         return;
                     }
@@ -739,6 +759,26 @@ impl Task {
             }
             // Events this server has no use for yet.
             _ => {}
+        }
+    }
+
+    /// A WHIP session's ICE connected: now it takes its stream's slot. Of
+    /// two offers for one stream the first to connect wins; the other ends.
+    fn publisher_connected(&mut self, id: SessionId) {
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        match self.hub.publish(s.key.clone(), Protocol::WebRtc) {
+            Ok(p) => {
+                s.publisher = Some((p, IngestClock::default()));
+                self.publishers.insert(s.key.clone(), id);
+            }
+            Err(e) => {
+                tracing::warn!(session = %id, "WHIP session connected too late: {e}");
+                metrics::counter!(crate::metrics::REJECTED, "protocol" => "webrtc", "reason" => "busy")
+                    .increment(1);
+                self.host.close(id);
+            }
         }
     }
 
@@ -924,18 +964,31 @@ impl Task {
         closed: Option<oneshot::Sender<()>>,
         now: Instant,
     ) -> Result<(SessionId, String), OfferError> {
-        // Take the hub side first so a refused publish leaves no session.
-        // A viewer's stream must be live; its bridge (a transcoder) starts
-        // only once the offer has been accepted, so a bad offer costs none.
-        let publisher = match direction {
-            Direction::Publish => Some(self.hub.publish(key.clone(), Protocol::WebRtc)?),
+        // A live stream's key is open to any publisher: one already
+        // published is refused at once, and the slot is taken only once
+        // ICE connects (see `publisher_connected`), so an offer that never
+        // connects holds no stream. A room feed's key belongs to one
+        // authenticated participant, and the room announces the publication
+        // as soon as it is answered: its slot is taken now, so subscribers
+        // can follow it at once. A viewer's stream must be live; its bridge
+        // (a transcoder) starts only once the offer has been accepted, so a
+        // bad offer costs none.
+        let mut publisher = None;
+        match direction {
+            Direction::Publish if crate::room::is_room_feed(&key) => {
+                publisher = Some(self.hub.publish(key.clone(), Protocol::WebRtc)?);
+            }
+            Direction::Publish => {
+                if !self.hub.can_publish(&key) {
+                    return Err(PublishError::AlreadyPublishing(key).into());
+                }
+            }
             Direction::Play => {
                 if self.hub.stream(&key).is_none() {
                     return Err(OfferError::NotLive(key));
                 }
-                None
             }
-        };
+        }
         let (id, answer) = match self.host.accept_offer(direction, sdp, now) {
             Ok(ok) => ok,
             Err(e) => {
@@ -945,6 +998,9 @@ impl Task {
                 return Err(e.into());
             }
         };
+        if publisher.is_some() {
+            self.publishers.insert(key.clone(), id);
+        }
         let mut viewer = None;
         if direction == Direction::Play {
             // The viewer must take the stream's video codec (VP8 passes
@@ -967,14 +1023,14 @@ impl Task {
             }
             match self.bridges.subscribe(&key, Protocol::WebRtc) {
                 Ok(sub) => viewer = Some(sub),
-                Err(_) => {
+                Err(e) => {
                     self.host.close(id);
-                    return Err(OfferError::NotLive(key));
+                    return Err(match e {
+                        SubscribeError::Unavailable(why) => OfferError::Unavailable(why),
+                        SubscribeError::NotFound(_) => OfferError::NotLive(key),
+                    });
                 }
             }
-        }
-        if direction == Direction::Publish {
-            self.publishers.insert(key.clone(), id);
         }
         tracing::info!(session = %id, stream = %key, ?direction, "WebRTC session offered");
         self.sessions.insert(

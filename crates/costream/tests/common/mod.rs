@@ -10,11 +10,12 @@ use bytes::BytesMut;
 use costream::config::Config;
 use costream::server::Server;
 use costream_flv::{FlvReader, FlvTag};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
 pub mod avsync;
+pub mod browser;
 
 pub async fn start_server(tweak: impl FnOnce(&mut Config)) -> Server {
     let mut config = Config::default();
@@ -214,9 +215,10 @@ pub async fn http_request_with(
     (status, buf[text_end + 4..].to_vec())
 }
 
-/// A streaming HTTP-FLV viewer over HTTP/1.0 (close-delimited body).
-pub struct FlvViewer {
-    pub socket: TcpStream,
+/// A streaming HTTP-FLV viewer over HTTP/1.0 (close-delimited body), over
+/// TCP or any other stream (TLS).
+pub struct FlvViewer<S = TcpStream> {
+    pub socket: S,
     buf: BytesMut,
     reader: FlvReader,
 }
@@ -225,8 +227,10 @@ impl FlvViewer {
     pub async fn connect(addr: SocketAddr, path: &str) -> FlvViewer {
         Self::connect_with(TcpStream::connect(addr).await.unwrap(), path).await
     }
+}
 
-    pub async fn connect_with(mut socket: TcpStream, path: &str) -> FlvViewer {
+impl<S: AsyncRead + AsyncWrite + Unpin> FlvViewer<S> {
+    pub async fn connect_with(mut socket: S, path: &str) -> FlvViewer<S> {
         socket
             .write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
             .await
