@@ -49,6 +49,21 @@ impl ClientStream for tokio_rustls::server::TlsStream<TcpStream> {
     }
 }
 
+/// Counts (and logs) a write to a `protocol` client that ran out of `limit`.
+pub fn write_timed_out<S: ClientStream>(
+    protocol: &'static str,
+    socket: &S,
+    limit: std::time::Duration,
+) {
+    let ip = socket.tcp().peer_addr().ok().map(|a| a.ip());
+    crate::metrics::refused(
+        protocol,
+        "write_timeout",
+        ip,
+        format_args!("a write took over {limit:?}"),
+    );
+}
+
 /// Writes every buffer to a viewer's socket, failing when what the socket
 /// could not take at once needs longer than `limit`. Over TCP the common
 /// case (the socket has room) completes in one non-blocking `writev`

@@ -251,13 +251,7 @@ async fn serve_flv<S: ClientStream>(
         let bytes: usize = bufs.iter().map(|b| b.len()).sum();
         if let Err(e) = write_viewer(tcp, &mut bufs, write_timeout).await {
             if e.kind() == std::io::ErrorKind::TimedOut {
-                let ip = tcp.tcp().peer_addr().ok().map(|a| a.ip());
-                crate::metrics::refused(
-                    "flv",
-                    "write_timeout",
-                    ip,
-                    format_args!("a write took over {write_timeout:?}"),
-                );
+                crate::io::write_timed_out("flv", tcp, write_timeout);
             }
             break Err(e.into());
         }

@@ -73,21 +73,10 @@ pub(super) async fn write_out<S: ClientStream>(
     match result {
         Ok(r) => Ok(r?),
         Err(_) => {
-            write_timed_out(socket, limit);
+            crate::io::write_timed_out("rtmp", socket, limit);
             anyhow::bail!("the client read nothing for {limit:?}")
         }
     }
-}
-
-/// Counts (and logs) a write to `socket` that ran out of `limit`.
-pub(super) fn write_timed_out<S: ClientStream>(socket: &S, limit: Duration) {
-    let ip = socket.tcp().peer_addr().ok().map(|a| a.ip());
-    crate::metrics::refused(
-        "rtmp",
-        "write_timeout",
-        ip,
-        format_args!("a write took over {limit:?}"),
-    );
 }
 
 async fn run<S: ClientStream>(

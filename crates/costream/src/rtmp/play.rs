@@ -8,7 +8,7 @@ use costream_hub::Protocol;
 use costream_rtmp::{ServerEvent, ServerSession};
 use tokio::io::AsyncReadExt;
 
-use super::conn::{flush_and_linger, write_timed_out, Request};
+use super::conn::{flush_and_linger, Request};
 use crate::io::{write_all_vectored, write_viewer, ClientStream};
 use crate::mux;
 use crate::play_auth::{authorize, Action};
@@ -68,7 +68,7 @@ pub(super) async fn run<S: ClientStream>(
             let bytes: usize = bufs.iter().map(|b| b.len()).sum();
             if let Err(e) = write_viewer(socket, &mut bufs, write_timeout).await {
                 if e.kind() == std::io::ErrorKind::TimedOut {
-                    write_timed_out(socket, write_timeout);
+                    crate::io::write_timed_out("rtmp", socket, write_timeout);
                 }
                 return Err(e.into());
             }
